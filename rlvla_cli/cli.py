@@ -1,0 +1,127 @@
+"""The `rlvla` command line: a thin Typer app. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rlvla_cli.errors import UserError
+
+app = typer.Typer(
+    name="rlvla",
+    help="Online RL fine-tuning (PPO / GRPO) of Vision-Language-Action policies in simulation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show, validate and describe configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (default: the built-in quickstart).")
+OverridesArg = typer.Argument(None, help="Overrides as a.b=c, typed by the schema.")
+
+
+@app.command()
+def train(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = OverridesArg) -> None:
+    """Validate the config, plan placement, spawn workers and run the RL loop."""
+    from rlvla_cli.commands.train import run_train
+
+    run_train(config, overrides or [])
+
+
+@app.command("eval")
+def evaluate(
+    config: Optional[Path] = ConfigOpt,
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Run dir, HF model dir or LoRA adapter."),
+    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="Episodes per task."),
+    greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy or sampled actions."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report directory."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Run evaluation episodes; print per-task success and write a JSON report and videos."""
+    from rlvla_cli.commands.evaluate import run_eval
+
+    run_eval(config, checkpoint, episodes, greedy, out, overrides or [])
+
+
+@app.command("download-assets")
+def download_assets(
+    name: Optional[str] = typer.Argument(None, help="Catalogue name or any org/name repository."),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Target directory."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Hub mirror URL (sets HF_ENDPOINT)."),
+    list_catalogue: bool = typer.Option(False, "--list", help="Show the catalogue and exit."),
+    write_config: Optional[Path] = typer.Option(None, "--write-config", help="Write the keys into this config."),
+) -> None:
+    """Fetch models and simulator assets from the Hugging Face hub (resumable)."""
+    from rlvla_cli.commands.download import run_download
+
+    run_download(name, directory, revision, mirror, list_catalogue, write_config)
+
+
+@app.command("plan-gpus")
+def plan_gpus(
+    config: Optional[Path] = ConfigOpt,
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (default: the ones present)."),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="Number of nodes (default: cluster.num_nodes)."),
+    gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", help="Memory per GPU, e.g. 80GiB."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    overrides: Optional[list[str]] = OverridesArg,
+) -> None:
+    """Show placement, offload decisions and predicted memory per GPU, without a GPU."""
+    from rlvla_cli.commands.plan_gpus import run_plan_gpus
+
+    run_plan_gpus(config, gpus, nodes, gpu_mem, as_json, overrides or [])
+
+
+@app.command("collect-demos")
+def collect_demos(
+    env: str = typer.Option(..., "--env", help="ManiSkill env id, e.g. PickCube-v1."),
+    num: int = typer.Option(..., "-n", help="Number of successful demonstrations."),
+    out: Path = typer.Option(..., "--out", help="Dataset directory."),
+    workers: int = typer.Option(2, "--workers", help="Parallel planner processes."),
+    image_size: int = typer.Option(128, "--image-size", help="Camera height and width."),
+    seed: int = typer.Option(0, "--seed", help="First episode seed."),
+) -> None:
+    """Collect successful demonstrations with ManiSkill's motion planner."""
+    from rlvla_cli.commands.collect_demos import run_collect_demos
+
+    run_collect_demos(env, num, out, workers, image_size, seed)
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = typer.Argument(None), overrides: Optional[list[str]] = OverridesArg) -> None:
+    """Print the resolved config as YAML."""
+    from rlvla_cli.commands.config_cmd import show
+
+    show(config, overrides or [])
+
+
+@config_app.command("validate")
+def config_validate(config: Path = typer.Argument(...), overrides: Optional[list[str]] = OverridesArg) -> None:
+    """Check a config (schema, cross-field rules, placement); exit 2 with the reason if it is wrong."""
+    from rlvla_cli.commands.config_cmd import validate
+
+    validate(config, overrides or [])
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the config."""
+    from rlvla_cli.commands.config_cmd import schema
+
+    schema()
+
+
+def main() -> None:
+    """Console entry point: user errors become one paragraph on stderr and exit code 2."""
+    try:
+        app()
+    except UserError as err:
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(err.exit_code)

@@ -1,0 +1,85 @@
+"""`cluster`: how many machines and GPUs, and which components run on which GPUs."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator, model_validator
+
+from rlvla_cli.config.base import StrictModel
+
+COMPONENTS = ("actor", "env", "rollout")
+# One rank spec: `all`, or comma-separated ints / ranges, optionally `:process ranks` in the same syntax.
+_RANKS = r"(all|\d+(-\d+)?(,\d+(-\d+)?)*)"
+_PLACEMENT_VALUE = re.compile(rf"^{_RANKS}(:{_RANKS})?$")
+
+
+class ClusterConfig(StrictModel):
+    """Nodes, GPUs and the component placement (RLinf's `cluster` section)."""
+
+    num_nodes: int = Field(1, ge=1, description="Number of machines (nodes) taking part in the run.")
+    num_gpus_per_node: int | None = Field(
+        None,
+        ge=0,
+        description="GPUs per node; null means detect the GPUs present at launch (0 runs everything on the CPU).",
+    )
+    component_placement: dict[str, str | int] = Field(
+        default_factory=lambda: {"actor,env,rollout": "all"},
+        description=(
+            "Component -> GPU ranks. Keys are comma-separated components (actor, env, rollout); values are a rank "
+            "`3`, a range `0-3`, a list `0,2,4-5`, or `all`, optionally followed by `:process ranks` "
+            "(e.g. `0-3:0-7` puts 8 processes on 4 GPUs). Ranks count across nodes in order."
+        ),
+    )
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names of the nodes for multi-node runs, in rank order (first is the master); "
+        "empty on one node.",
+    )
+    master_addr: str | None = Field(
+        None, description="Address of the rendezvous master for multi-node runs; null uses the first host."
+    )
+    master_port: int = Field(29500, ge=1, le=65535, description="TCP port of the torch.distributed rendezvous.")
+
+    @field_validator("component_placement")
+    @classmethod
+    def _check_placement(cls, placement: dict[str, str | int]) -> dict[str, str | int]:
+        if not placement:
+            raise ValueError("no component is placed; give e.g. {'actor,env,rollout': 'all'}")
+        seen: set[str] = set()
+        for key, value in placement.items():
+            names = [name.strip() for name in key.split(",")]
+            for name in names:
+                if name not in COMPONENTS:
+                    import difflib
+
+                    close = difflib.get_close_matches(name, COMPONENTS, n=1)
+                    hint = f" (did you mean `{close[0]}`?)" if close else ""
+                    raise ValueError(f"unknown component `{name}` in key `{key}`{hint}; valid: {', '.join(COMPONENTS)}")
+                if name in seen:
+                    raise ValueError(f"component `{name}` is placed twice")
+                seen.add(name)
+            text = str(value).replace(" ", "")
+            if isinstance(value, int) and value < 0 or not _PLACEMENT_VALUE.match(text):
+                raise ValueError(
+                    f"`{key}: {value}` is not a GPU rank spec; use `0`, `0-3`, `0,2,4-5`, `all` or `0-3:0-7`"
+                )
+        missing = [name for name in COMPONENTS if name not in seen]
+        if missing:
+            raise ValueError(f"no GPUs given for {', '.join(missing)}; every one of {', '.join(COMPONENTS)} needs a place")
+        return placement
+
+    @field_validator("hosts")
+    @classmethod
+    def _check_hosts(cls, hosts: list[str]) -> list[str]:
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("a host name appears twice")
+        return hosts
+
+    @model_validator(mode="after")
+    def _hosts_match_nodes(self) -> ClusterConfig:
+        if self.hosts and len(self.hosts) != self.num_nodes:
+            raise ValueError(
+                f"`hosts` lists {len(self.hosts)} machines but `num_nodes` is {self.num_nodes}; list one host per node"
+            )
+        return self

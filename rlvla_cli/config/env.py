@@ -1,0 +1,179 @@
+"""Environment configs (``env.train`` / ``env.eval``): a discriminated union on ``env_type``.
+
+Key names follow RLinf's env configs (``total_num_envs``, ``max_episode_steps``, ``auto_reset``,
+``ignore_terminations``, ``group_size``, ``use_fixed_reset_state_ids``, ``video_cfg``, ``init_params``) so
+users can carry recipes over. Simulator-specific settings live in ``init_params``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from rlvla_cli.config.base import StrictModel
+
+LiberoSuite = Literal["libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90", "libero_130"]
+
+
+class VideoConfig(StrictModel):
+    """Episode videos: per-env frames tiled into one mp4 per rollout, written by a background thread."""
+
+    save_video: bool = Field(False, description="Record mp4 videos of the rollouts.")
+    video_base_dir: str = Field("videos", description="Directory for the mp4 files (relative to the run directory).")
+    fps: int = Field(10, ge=1, le=120, description="Frames per second of the written videos.")
+    max_envs: int = Field(16, ge=1, le=256, description="How many envs (the first ones) are tiled into each video.")
+    info_on_video: bool = Field(True, description="Draw step, reward and success over each tile.")
+    every_n_rollouts: int = Field(
+        1, ge=1, description="Record one rollout out of every N calls to reset (1 = every rollout)."
+    )
+
+
+class EnvConfigBase(StrictModel):
+    """Keys shared by every simulator (RLinf's names)."""
+
+    total_num_envs: int = Field(64, ge=1, description="Parallel environments over all env workers.")
+    max_episode_steps: int = Field(30, ge=1, description="Env steps before an episode is truncated.")
+    max_steps_per_rollout_epoch: int = Field(
+        30, ge=1, description="Env steps collected per env per rollout epoch (a multiple of the action chunk)."
+    )
+    rollout_epoch: int = Field(1, ge=1, description="Rollout epochs collected per training step.")
+    auto_reset: bool = Field(
+        True, description="Reset an env as soon as its episode ends; the step returns the new episode's first obs."
+    )
+    ignore_terminations: bool = Field(
+        False,
+        description="Do not end an episode on success/termination: it runs until max_episode_steps "
+        "(success_once still records the first success).",
+    )
+    use_rel_reward: bool = Field(
+        False, description="Give the change of the reward since the previous step instead of the reward itself."
+    )
+    reward_coef: float = Field(1.0, description="Multiplier applied to every reward.")
+    group_size: int = Field(
+        1, ge=1, description="Consecutive envs sharing one reset state (GRPO groups); total_num_envs must divide by it."
+    )
+    seed: int = Field(0, description="Base seed; env i of worker w is seeded deterministically from it.")
+    use_fixed_reset_state_ids: bool = Field(
+        False, description="Reuse the same reset state ids every rollout (evaluation on a fixed set of initial states)."
+    )
+    video_cfg: VideoConfig = Field(default_factory=VideoConfig, description="Video recording settings.")
+
+    @model_validator(mode="after")
+    def _groups_divide(self) -> EnvConfigBase:
+        if self.total_num_envs % self.group_size:
+            raise ValueError(
+                f"total_num_envs ({self.total_num_envs}) must be a multiple of group_size ({self.group_size})"
+            )
+        return self
+
+
+class BuiltinInitParams(StrictModel):
+    """The built-in tabletop reaching task (pure torch, thousands of steps/s on one core)."""
+
+    image_size: int = Field(64, ge=32, le=128, description="Height and width of the rendered top-down RGB image.")
+    num_objects: int = Field(3, ge=2, le=6, description="Coloured objects on the table; the instruction names one.")
+    shaping: bool = Field(True, description="Add dense shaping: the decrease of the gripper-to-target distance.")
+    shaping_coef: float = Field(1.0, ge=0.0, description="Scale of the shaping reward (distance in table units).")
+    success_radius: float = Field(
+        0.12, gt=0.0, le=0.5, description="Gripper-to-target distance (table is [-1, 1]^2) that counts as reached."
+    )
+    max_delta: float = Field(
+        0.3, gt=0.0, le=1.0, description="Largest gripper move per step (actions are clipped to [-1, 1] and scaled)."
+    )
+    require_grasp: bool = Field(True, description="Success needs the gripper closed while within the radius.")
+    success_reward: float = Field(1.0, description="Sparse reward given on the success step.")
+
+
+class ManiSkillInitParams(StrictModel):
+    """ManiSkill3 settings (``gym.make`` arguments and the adapter's options)."""
+
+    id: str = Field("PickCube-v1", description="Registered ManiSkill env id, e.g. PickCube-v1.")
+    obs_mode: Literal["rgb", "rgb+segmentation", "rgbd"] = Field(
+        "rgb", description="ManiSkill observation mode (images plus the agent's qpos as the state)."
+    )
+    control_mode: str = Field("pd_ee_delta_pose", description="ManiSkill controller; 7-D ee delta pose by default.")
+    sim_backend: Literal["cpu", "physx_cuda"] = Field(
+        "cpu", description="cpu: one single-env simulator per env; physx_cuda: one GPU simulator for all envs."
+    )
+    render_backend: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="SAPIEN render device: auto picks the GPU when CUDA is present, else lavapipe (cpu)."
+    )
+    camera_name: str | None = Field(None, description="Sensor camera used as main_images (None: the task's first).")
+    camera_width: int = Field(128, ge=16, le=1024, description="Camera image width in pixels.")
+    camera_height: int = Field(128, ge=16, le=1024, description="Camera image height in pixels.")
+    reward_mode: Literal["sparse", "normalized_dense", "dense", "grasp_shaping"] = Field(
+        "sparse",
+        description="sparse: 1 on success; normalized_dense / dense: ManiSkill's; grasp_shaping: RLinf's "
+        "pick-and-place shaping (grasp, lift/place, success).",
+    )
+    instruction: str | None = Field(None, description="Instruction override (default: the env's own or the table's).")
+    extra_modules: list[str] = Field(
+        default_factory=list,
+        description="Python modules imported before gym.make so they register extra env ids (e.g. RLinf's fork).",
+    )
+    sim_freq: int | None = Field(None, ge=1, description="Physics frequency override (None: the task's default).")
+    control_freq: int | None = Field(None, ge=1, description="Control frequency override (None: the task's default).")
+
+
+class LiberoInitParams(StrictModel):
+    """LIBERO settings (hf-libero, robosuite + MuJoCo)."""
+
+    task_suite_name: LiberoSuite = Field(
+        "libero_spatial", description="Benchmark suite; reset_state_id picks the task and its init state."
+    )
+    task_ids: list[int] | None = Field(None, description="Subset of task indices of the suite (None: all tasks).")
+    assets_dir: str | None = Field(
+        None, description="LIBERO scene assets (from `rlvla download-assets libero`); None: hf-libero's default."
+    )
+    config_dir: str | None = Field(
+        None, description="Where the adapter writes LIBERO's config.yaml (None: ~/.cache/rlvla/libero)."
+    )
+    num_steps_wait: int = Field(10, ge=0, description="No-op steps after reset while objects settle.")
+    camera_height: int = Field(256, ge=32, le=1024, description="Agent-view and wrist camera height.")
+    camera_width: int = Field(256, ge=32, le=1024, description="Agent-view and wrist camera width.")
+    render_backend: Literal["egl", "osmesa"] = Field(
+        "egl", description="MuJoCo renderer (MUJOCO_GL); osmesa uses no GPU memory."
+    )
+
+
+class BuiltinEnvConfig(EnvConfigBase):
+    """The built-in task: reach the named object and close the gripper there."""
+
+    env_type: Literal["builtin"] = Field("builtin", description="Simulator: the embedded tabletop task.")
+    init_params: BuiltinInitParams = Field(default_factory=BuiltinInitParams, description="Task settings.")
+
+
+class ManiSkillEnvConfig(EnvConfigBase):
+    """ManiSkill3 tasks."""
+
+    env_type: Literal["maniskill"] = Field("maniskill", description="Simulator: ManiSkill3.")
+    total_num_envs: int = Field(8, ge=1, description="Parallel environments over all env workers.")
+    max_episode_steps: int = Field(80, ge=1, description="Env steps before an episode is truncated.")
+    max_steps_per_rollout_epoch: int = Field(80, ge=1, description="Env steps collected per env per rollout epoch.")
+    init_params: ManiSkillInitParams = Field(default_factory=ManiSkillInitParams, description="ManiSkill settings.")
+
+
+class LiberoEnvConfig(EnvConfigBase):
+    """LIBERO benchmark suites."""
+
+    env_type: Literal["libero"] = Field("libero", description="Simulator: LIBERO.")
+    total_num_envs: int = Field(8, ge=1, description="Parallel environments over all env workers.")
+    max_episode_steps: int = Field(512, ge=1, description="Env steps before an episode is truncated.")
+    max_steps_per_rollout_epoch: int = Field(512, ge=1, description="Env steps collected per env per rollout epoch.")
+    init_params: LiberoInitParams = Field(default_factory=LiberoInitParams, description="LIBERO settings.")
+
+
+EnvConfig = Annotated[BuiltinEnvConfig | ManiSkillEnvConfig | LiberoEnvConfig, Field(discriminator="env_type")]
+
+__all__ = [
+    "BuiltinEnvConfig",
+    "BuiltinInitParams",
+    "EnvConfig",
+    "EnvConfigBase",
+    "LiberoEnvConfig",
+    "LiberoInitParams",
+    "ManiSkillEnvConfig",
+    "ManiSkillInitParams",
+    "VideoConfig",
+]

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install rlvla and everything it needs on a fresh Debian 12 machine (Python >= 3.10).
+#   - Mesa 25 lavapipe from bookworm-backports when running as root without a Vulkan driver
+#     (SAPIEN / ManiSkill3 needs a Vulkan device even for state observations; Mesa 22 lacks a feature)
+#   - torch pinned first (a free choice pulls a multi-GB CUDA build), kept pinned through constraints.txt
+#   - the package in editable mode with its test extras
+# usage: bash scripts/install.sh [EXTRAS]   (default extras: dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras=${1:-dev}
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  if ! dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | grep -q '^25'; then
+    src=/etc/apt/sources.list.d/debian.sources
+    if [ -f "$src" ] && ! grep -q bookworm-backports "$src"; then
+      # add the backports suite to the machine's own first Debian entry (no host name of ours)
+      sed -i '0,/^Suites: bookworm\b.*/s//& bookworm-backports/' "$src"
+    fi
+    apt-get update -q
+    apt-get install -y -q -t bookworm-backports mesa-vulkan-drivers
+  fi
+else
+  echo "install.sh: not root; skipping Mesa 25 (ManiSkill needs a Vulkan driver: see README)" >&2
+fi
+
+python3 -m pip install -q torch==2.13.0
+DS_BUILD_OPS=0 python3 -m pip install -q -c constraints.txt -e ".[${extras}]"
+# hf-libero's robomimic drags in a CUDA torchvision that breaks transformers' imports
+python3 -m pip uninstall -y -q torchvision 2>/dev/null || true
+python3 -c "import rlvla_cli, torch; print('rlvla installed; torch', torch.__version__)"
