@@ -18,9 +18,7 @@ class OptimConfig(StrictModel):
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW (beta1, beta2), each in [0, 1).")
     eps: float = Field(1.0e-5, gt=0, description="AdamW epsilon.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW decoupled weight decay.")
-    clip_grad: float = Field(
-        1.0, ge=0, description="Clip the global gradient norm to this value; 0 disables clipping."
-    )
+    clip_grad: float = Field(1.0, ge=0, description="Clip the global gradient norm to this value; 0 disables clipping.")
     warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear learning-rate warm-up from 0.")
     lr_scheduler: Literal["constant", "cosine", "linear"] = Field(
         "constant", description="Learning-rate schedule after warm-up (decay over the run's total optimizer steps)."
@@ -65,12 +63,8 @@ class ActorConfig(StrictModel):
         ge=1,
         description="Samples per optimizer step over all ranks; must divide by micro_batch_size x data-parallel size.",
     )
-    update_epoch: int = Field(1, ge=1, description="Passes over each rollout batch per training step.")
     enable_offload: bool = Field(
         False, description="Move weights and optimizer states to the CPU while rollout/env use the same GPU."
-    )
-    gradient_checkpointing: bool = Field(
-        False, description="Recompute activations in the backward pass to save memory (not with LoRA on openpi)."
     )
     optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer and learning-rate schedule.")
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig, description="DeepSpeed engine settings.")

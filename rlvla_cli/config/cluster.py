@@ -41,6 +41,16 @@ class ClusterConfig(StrictModel):
     )
     master_port: int = Field(29500, ge=1, le=65535, description="TCP port of the torch.distributed rendezvous.")
 
+    @field_validator("component_placement", mode="before")
+    @classmethod
+    def _no_empty_ranks(cls, placement: object) -> object:
+        if isinstance(placement, dict) and any(value is None for value in placement.values()):
+            raise ValueError(
+                "a component has no GPU ranks; note that YAML flow style `{actor,env,rollout: all}` splits the key "
+                "at the commas: write the placement as an indented block or quote the key"
+            )
+        return placement
+
     @field_validator("component_placement")
     @classmethod
     def _check_placement(cls, placement: dict[str, str | int]) -> dict[str, str | int]:
@@ -66,7 +76,7 @@ class ClusterConfig(StrictModel):
                 )
         missing = [name for name in COMPONENTS if name not in seen]
         if missing:
-            raise ValueError(f"no GPUs given for {', '.join(missing)}; every one of {', '.join(COMPONENTS)} needs a place")
+            raise ValueError(f"no GPUs given for {', '.join(missing)}; each of actor, env, rollout needs a place")
         return placement
 
     @field_validator("hosts")
@@ -81,5 +91,9 @@ class ClusterConfig(StrictModel):
         if self.hosts and len(self.hosts) != self.num_nodes:
             raise ValueError(
                 f"`hosts` lists {len(self.hosts)} machines but `num_nodes` is {self.num_nodes}; list one host per node"
+            )
+        if self.num_nodes > 1 and not (self.hosts or self.master_addr):
+            raise ValueError(
+                f"{self.num_nodes} nodes need a rendezvous address: list the machines in `hosts` or set `master_addr`"
             )
         return self

@@ -79,7 +79,7 @@ class BuiltinInitParams(StrictModel):
         0.12, gt=0.0, le=0.5, description="Gripper-to-target distance (table is [-1, 1]^2) that counts as reached."
     )
     max_delta: float = Field(
-        0.3, gt=0.0, le=1.0, description="Largest gripper move per step (actions are clipped to [-1, 1] and scaled)."
+        0.25, gt=0.0, le=1.0, description="Largest gripper move per step (actions are clipped to [-1, 1] and scaled)."
     )
     require_grasp: bool = Field(True, description="Success needs the gripper closed while within the radius.")
     success_reward: float = Field(1.0, description="Sparse reward given on the success step.")

@@ -22,7 +22,8 @@ class LoggerConfig(StrictModel):
         description="Metric sinks besides metrics.jsonl and the console: tensorboard, swanlab, wandb.",
     )
     swanlab_mode: Literal["offline", "disabled", "cloud", "local"] = Field(
-        "offline", description="swanlab mode; `offline` and `disabled` need no network, `local` needs swanlab[dashboard]."
+        "offline",
+        description="swanlab mode; `offline` and `disabled` need no network, `local` needs swanlab[dashboard].",
     )
 
     @model_validator(mode="after")
@@ -44,7 +45,8 @@ class RunnerConfig(StrictModel):
     )
     save_interval: int = Field(40, ge=-1, description="Save a checkpoint every N steps; -1 saves only at the end.")
     resume_dir: str | None = Field(
-        None, description="Checkpoint directory (or `auto` for the latest in the run dir) to resume from exactly."
+        None,
+        description="Checkpoint directory to resume from exactly (weights, optimizer, RNG, step); null starts afresh.",
     )
     seed: int = Field(1234, ge=0, description="Global seed for torch, numpy and the env reset states.")
     output_dir: str | None = Field(

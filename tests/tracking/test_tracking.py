@@ -58,18 +58,20 @@ def test_wandb_missing_is_clear(tmp_path, monkeypatch):
         WandbSink(tmp_path, "p", "e", None)
 
 
-def test_console_helpers_and_progress(tmp_path):
+def test_console_helpers_and_progress():
     from io import StringIO
 
     from rich.console import Console
+
+    from rlvla_cli.tracking.console import ConsoleProgress
 
     assert live_line({"env/success_once": 0.25, "time/step": 1.0}) == "succ 0.25 | s/it 1"
     table = summary_table({"env/return": 1.0, "train/actor/lr": 1e-4, "other": 2.0}, step=3)
     assert table.row_count == 3
     buffer = StringIO()
-    tracker = Tracker(tmp_path, backends=[], total_steps=4, console=True)
-    tracker.console.console = Console(file=buffer, width=120)
-    tracker.close()
-    console_tracker = Tracker(tmp_path / "b", backends=[], total_steps=2, console=True, summary_every=1)
-    console_tracker.log({"env/success_once": 1.0}, step=1)
-    console_tracker.close()
+    progress = ConsoleProgress(4, summary_every=2, console=Console(file=buffer, width=160, force_terminal=False))
+    progress.update({"env/success_once": 1.0}, step=1)
+    progress.update({"env/success_once": 1.0, "train/actor/lr": 0.5}, step=2)
+    progress.close()
+    text = buffer.getvalue()
+    assert "train/actor/lr" in text and "succ 1" in text

@@ -1,0 +1,214 @@
+"""The rollout batch the trainer receives, and its split into (shuffled) micro-batches.
+
+Time-major: T chunk steps per env, B envs, C actions per chunk, A action dims, V value outputs per observation
+(1 = one value per chunk, C = one per action). Step ``t`` of env ``b`` is: the policy saw observation ``o_t``,
+predicted a chunk of C actions, the env executed them and returned C rewards / terminations / truncations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+
+import torch
+
+
+@dataclass
+class RolloutBatch:
+    """One rollout of B envs for T chunk steps (what ``compute_advantages`` and ``update_epoch`` consume).
+
+    forward_inputs: ``{name: [T, B, ...]}``: what ``policy.evaluate`` needs to recompute the log-probs of the
+        actions taken (action tokens, or the flow chain and its noise indices); taken from ``PolicyOutput``.
+    old_logprobs: float ``[T, B, C, A]``: log-probs of the taken actions under the rollout policy (token level).
+    rewards: float ``[T, B, C]``: reward after each executed action.
+    terminations: bool ``[T, B, C]``: the episode ended in a terminal state after that action (no bootstrap).
+    truncations: bool ``[T, B, C]``: the episode was cut by a time limit after that action (bootstrap from
+        ``bootstrap_values``). An env that auto-resets starts a new episode at step t + 1.
+    loss_mask: bool ``[T, B]``: steps that count in the loss and statistics (``mask_after_first_done`` for envs
+        without auto-reset; GRPO group filtering clears more).
+    old_values: float ``[T, B, V]`` or None: V(o_t) from the rollout (GAE and value clipping need it).
+    bootstrap_values: float ``[T, B, V]`` or None: V(final observation) where the episode was truncated inside
+        step t, 0 elsewhere (only column 0, the value of that observation, is used).
+    last_values: float ``[B, V]`` or None: V(o_T), the observation after the last step (column 0 is used).
+    episode_scores: float ``[B]`` or None: GRPO score per env; None = sum of the masked rewards.
+    advantages / returns: filled by ``compute_advantages``; ``[T, B]`` (reward_type chunk_level) or
+        ``[T, B, C]`` (action_level). Returns are the value targets (GRPO: the episode score).
+    """
+
+    forward_inputs: dict[str, torch.Tensor]
+    old_logprobs: torch.Tensor
+    rewards: torch.Tensor
+    terminations: torch.Tensor
+    truncations: torch.Tensor
+    loss_mask: torch.Tensor
+    old_values: torch.Tensor | None = None
+    bootstrap_values: torch.Tensor | None = None
+    last_values: torch.Tensor | None = None
+    episode_scores: torch.Tensor | None = None
+    advantages: torch.Tensor | None = field(default=None)
+    returns: torch.Tensor | None = field(default=None)
+
+    @property
+    def num_steps(self) -> int:
+        """T."""
+        return self.rewards.shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        """B."""
+        return self.rewards.shape[1]
+
+    @property
+    def num_chunks(self) -> int:
+        """C."""
+        return self.rewards.shape[2]
+
+    def validate(self) -> RolloutBatch:
+        """Check every tensor's shape and dtype against T, B, C, A; raises ``ValueError`` naming the field."""
+        t, b, c = self.rewards.shape if self.rewards.dim() == 3 else (None, None, None)
+        if t is None:
+            raise ValueError(f"rewards must be [T, B, C], got {tuple(self.rewards.shape)}")
+        _expect("old_logprobs", self.old_logprobs, (t, b, c, None))
+        for name in ("terminations", "truncations"):
+            _expect(name, getattr(self, name), (t, b, c), torch.bool)
+        _expect("loss_mask", self.loss_mask, (t, b), torch.bool)
+        for name, tensor in self.forward_inputs.items():
+            _expect(f"forward_inputs[{name!r}]", tensor, (t, b), prefix=True)
+        v = None
+        for name in ("old_values", "bootstrap_values"):
+            tensor = getattr(self, name)
+            if tensor is not None:
+                _expect(name, tensor, (t, b, v))
+                v = tensor.shape[-1]
+        if self.last_values is not None:
+            _expect("last_values", self.last_values, (b, v))
+            v = self.last_values.shape[-1]
+        if v is not None and v not in (1, c):
+            raise ValueError(f"value outputs V={v} must be 1 (per chunk) or C={c} (per action)")
+        if self.episode_scores is not None:
+            _expect("episode_scores", self.episode_scores, (b,))
+        for name in ("advantages", "returns"):
+            tensor = getattr(self, name)
+            if tensor is not None and tuple(tensor.shape) not in ((t, b), (t, b, c)):
+                raise ValueError(f"{name} must be [T, B] or [T, B, C] = {(t, b, c)}, got {tuple(tensor.shape)}")
+        return self
+
+    def to(self, device: torch.device | str) -> RolloutBatch:
+        """A copy with every tensor on ``device``."""
+        moved = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                moved[f.name] = {k: v.to(device) for k, v in value.items()}
+            else:
+                moved[f.name] = value.to(device) if isinstance(value, torch.Tensor) else value
+        return RolloutBatch(**moved)
+
+    def flatten(self) -> FlatBatch:
+        """Samples ``N = T * B`` in time-major order (sample ``t * B + b``); needs advantages filled."""
+        if self.advantages is None:
+            raise ValueError("advantages are not computed yet: call compute_advantages(batch, cfg) first")
+        n = self.num_steps * self.num_envs
+
+        def flat(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.reshape(n, *x.shape[2:])
+
+        return FlatBatch(
+            forward_inputs={k: flat(v) for k, v in self.forward_inputs.items()},
+            old_logprobs=flat(self.old_logprobs),
+            advantages=flat(self.advantages),
+            loss_mask=flat(self.loss_mask),
+            old_values=flat(self.old_values),
+            returns=flat(self.returns),
+        )
+
+    def iter_micro_batches(
+        self, micro_batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None
+    ) -> Iterator[FlatBatch]:
+        """Every one of the N = T * B samples exactly once, in micro-batches of ``micro_batch_size``
+        (the last one smaller when it does not divide N); shuffled with ``generator`` when ``shuffle``."""
+        flat = self.flatten()
+        for global_batch in split_indices(len(flat), len(flat), micro_batch_size, shuffle, generator):
+            for idx in global_batch:
+                yield flat.select(idx)
+
+
+@dataclass
+class FlatBatch:
+    """Samples ``[N, ...]`` (a flattened ``RolloutBatch`` or a micro-batch of it).
+
+    forward_inputs ``{name: [N, ...]}``; old_logprobs ``[N, C, A]``; advantages / returns ``[N]`` or ``[N, C]``;
+    loss_mask bool ``[N]``; old_values ``[N, V]`` or None.
+    """
+
+    forward_inputs: dict[str, torch.Tensor]
+    old_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    loss_mask: torch.Tensor
+    old_values: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.old_logprobs.shape[0]
+
+    def to(self, device: torch.device | str) -> FlatBatch:
+        """A copy with every tensor on ``device`` (non-blocking from pinned memory)."""
+
+        def move(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.to(device, non_blocking=True)
+
+        return FlatBatch(
+            forward_inputs={k: move(v) for k, v in self.forward_inputs.items()},
+            old_logprobs=move(self.old_logprobs),
+            advantages=move(self.advantages),
+            loss_mask=move(self.loss_mask),
+            old_values=move(self.old_values),
+            returns=move(self.returns),
+        )
+
+    def select(self, idx: torch.Tensor) -> FlatBatch:
+        """The samples at ``idx`` (int64 ``[n]``)."""
+
+        def pick(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x[idx.to(x.device)]
+
+        return FlatBatch(
+            forward_inputs={k: pick(v) for k, v in self.forward_inputs.items()},
+            old_logprobs=pick(self.old_logprobs),
+            advantages=pick(self.advantages),
+            loss_mask=pick(self.loss_mask),
+            old_values=pick(self.old_values),
+            returns=pick(self.returns),
+        )
+
+
+def split_indices(
+    num_samples: int,
+    global_batch_size: int,
+    micro_batch_size: int,
+    shuffle: bool = True,
+    generator: torch.Generator | None = None,
+) -> list[list[torch.Tensor]]:
+    """Sample indices grouped as ``[global batch][micro-batch] -> int64 [<= micro_batch_size]``.
+
+    Every index in ``range(num_samples)`` appears exactly once. The last global batch and the last micro-batch
+    of each global batch are smaller when the sizes do not divide.
+    """
+    if micro_batch_size < 1 or global_batch_size < 1:
+        raise ValueError(f"batch sizes must be >= 1 (global {global_batch_size}, micro {micro_batch_size})")
+    order = torch.randperm(num_samples, generator=generator) if shuffle else torch.arange(num_samples)
+    return [list(chunk.split(micro_batch_size)) for chunk in order.split(global_batch_size)]
+
+
+def _expect(
+    name: str, tensor: torch.Tensor, shape: tuple, dtype: torch.dtype | None = None, prefix: bool = False
+) -> None:
+    """Raise ``ValueError`` unless ``tensor`` has ``shape`` (None = any size; ``prefix``: leading dims only)."""
+    actual = tuple(tensor.shape)
+    head = actual[: len(shape)] if prefix else actual
+    ok = len(head) == len(shape) and all(want is None or want == got for want, got in zip(shape, head, strict=True))
+    if not ok:
+        wanted = ", ".join("?" if s is None else str(s) for s in shape) + (", ..." if prefix else "")
+        raise ValueError(f"RolloutBatch.{name} must be [{wanted}], got {list(actual)}")
+    if dtype is not None and tensor.dtype != dtype:
+        raise ValueError(f"RolloutBatch.{name} must be {dtype}, got {tensor.dtype}")

@@ -1,0 +1,74 @@
+"""`rlvla train`: load the config, plan the placement on the hardware present, run the loop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rlvla_cli.errors import UserError
+
+
+def hardware_placement(cfg: Any) -> tuple[Any, tuple[bool, bool]]:
+    """Resolve ``cluster.component_placement`` on the GPUs present (CPU mode without GPUs: ranks become CPU
+    process slots) and plan offload; raises the planner's first refusal as a ConfigError.
+    Returns (ResolvedPlacement, (actor offload, rollout offload))."""
+    from rlvla_cli.placement.planner import _slots_needed, detect_gpus, plan
+    from rlvla_cli.placement.resolve import resolve_placement
+    from rlvla_cli.placement.rules import placement_rules
+
+    detected, memory = detect_gpus()
+    if detected == 0:
+        # CPU mode: ranks are CPU process slots; no memory to plan, only the divisibility rules.
+        slots = cfg.cluster.num_gpus_per_node or _slots_needed(cfg.cluster.component_placement)
+        placement = resolve_placement(cfg.cluster.component_placement, cfg.cluster.num_nodes, slots, cpu_mode=True)
+        refusals = placement_rules(cfg, placement)
+        if refusals:
+            raise refusals[0].to_error()
+        return placement, (False, False)
+    else:
+        gpus = cfg.cluster.num_gpus_per_node or detected
+        if gpus > detected and cfg.cluster.num_nodes == 1:
+            raise UserError(f"the config asks for {gpus} GPUs per node but {detected} are visible",
+                            key="cluster.num_gpus_per_node", fix=f"set it to {detected} or null (detect)")
+        result = plan(cfg, gpus, None, memory)
+    if result.refusals:
+        raise result.refusals[0].to_error()
+    actor = result.offload.get("actor")
+    rollout = result.offload.get("rollout")
+    return result.placement, (bool(actor and actor.applied), bool(rollout and rollout.applied))
+
+
+def run_train(config: Path | None, overrides: list[str]) -> None:
+    """The body of ``rlvla train [--config F] [a.b=c ...]`` (no config: the built-in quickstart)."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1))))
+    from rich.console import Console
+
+    from rlvla_cli.config.loader import load_config
+    from rlvla_cli.runtime.runner import Runner
+
+    console = Console(stderr=True)
+    cfg = load_config(config, overrides)
+    if cfg.cluster.num_nodes > 1 and os.environ.get("RANK") is None:
+        raise UserError(
+            "multi-node runs are started by DeepSpeed's launcher on every node",
+            key="cluster.num_nodes",
+            fix="run `deepspeed --hostfile <hosts> --module rlvla_cli train ...` "
+                "(rlvla_cli.runtime.launcher.multinode_command builds it from cluster.hosts)",
+        )
+    placement, offload = hardware_placement(cfg)
+    where = "CPU" if placement.cpu_mode else f"{placement.total_gpus} GPU(s)"
+    console.print(f"[bold]rlvla train[/]: {placement.mode} placement on {where}; "
+                  f"actor x{placement.actor_dp_size}, env workers x{placement.env_workers}; "
+                  f"offload actor={offload[0]} rollout={offload[1]}", highlight=False)
+    result = Runner(cfg, placement, offload).run()
+    console.print(f"run {result.status} at step {result.global_step}; run dir {result.run_dir}"
+                  + (f"; checkpoint {result.checkpoint}" if result.checkpoint else ""), highlight=False)
+    if result.status == "diverged":
+        raise UserError(
+            f"training stopped after {cfg.runner.max_consecutive_skipped} updates in a row were skipped for a "
+            f"NaN/inf loss or gradient (checkpoint {result.checkpoint})",
+            key="actor.optim.lr", fix="lower the learning rate or raise clip_grad, then resume from the checkpoint",
+        )
+    if result.status == "interrupted":
+        raise SystemExit(130)

@@ -1,0 +1,194 @@
+"""Cross-section rules of a whole config (those that need no GPU placement; the planner checks the rest).
+
+Each rule reads the validated sections and raises `RuleError` (a ValueError pydantic keeps in the error's
+context), carrying the dotted key to blame and the fix. `config_warnings` lists legal but suspicious choices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Action size each simulator's adapter takes (7-D end-effector delta: xyz, rpy, gripper).
+ENV_ACTION_DIM = {"builtin": 7, "maniskill": 7, "libero": 7}
+MANISKILL_EE_CONTROL = "pd_ee_delta_pose"
+
+
+class RuleError(ValueError):
+    """A broken cross-field rule: ``key`` is the dotted key to change, ``fix`` how to change it."""
+
+    def __init__(self, key: str, message: str, fix: str):
+        super().__init__(message)
+        self.key, self.message, self.fix = key, message, fix
+
+
+def check_rules(cfg: Any) -> None:
+    """Run every rule on a RootConfig; the first broken one raises `RuleError`."""
+    for rule in (
+        _chunks_divide_rollout,
+        _grpo_groups,
+        _critic_matches_algorithm,
+        _value_levels,
+        _action_dims,
+        _openvla_single_action,
+        _precision_matches_deepspeed,
+        _batch_sizes,
+        _critic_warmup_needs_critic,
+    ):
+        rule(cfg)
+
+
+def _envs(cfg: Any) -> list[tuple[str, Any]]:
+    return [("env.train", cfg.env.train), ("env.eval", cfg.env.eval)]
+
+
+def _chunks_divide_rollout(cfg: Any) -> None:
+    chunks = cfg.actor.model.num_action_chunks
+    for name, env in _envs(cfg):
+        if env.max_steps_per_rollout_epoch % chunks:
+            low = env.max_steps_per_rollout_epoch // chunks * chunks
+            raise RuleError(
+                f"{name}.max_steps_per_rollout_epoch",
+                f"{env.max_steps_per_rollout_epoch} steps is not a whole number of action chunks of "
+                f"{chunks} (actor.model.num_action_chunks)",
+                f"use a multiple of {chunks}, e.g. {max(low, chunks)} or {low + chunks}",
+            )
+
+
+def _grpo_groups(cfg: Any) -> None:
+    algo, train = cfg.algorithm, cfg.env.train
+    if algo.adv_type != "grpo":
+        if train.group_size > 1:
+            raise RuleError(
+                "env.train.group_size",
+                f"group_size {train.group_size} shares reset states between envs, which only GRPO uses",
+                "set env.train.group_size: 1, or algorithm.adv_type: grpo",
+            )
+        return
+    if train.group_size != algo.group_size:
+        raise RuleError(
+            "env.train.group_size",
+            f"the env groups ({train.group_size} envs share a reset state) differ from algorithm.group_size "
+            f"({algo.group_size})",
+            "set env.train.group_size: ${algorithm.group_size}",
+        )
+    if train.total_num_envs % algo.group_size or train.total_num_envs < algo.group_size:
+        raise RuleError(
+            "env.train.total_num_envs",
+            f"{train.total_num_envs} envs do not split into GRPO groups of {algo.group_size}",
+            f"use a multiple of {algo.group_size} envs",
+        )
+
+
+def _critic_matches_algorithm(cfg: Any) -> None:
+    algo, model = cfg.algorithm, cfg.actor.model
+    if algo.adv_type == "grpo" and algo.loss_type == "actor_critic":
+        raise RuleError(
+            "algorithm.loss_type",
+            "GRPO has no value targets, so loss_type actor_critic would train the critic on nothing",
+            "set algorithm.loss_type: actor (and actor.model.add_value_head: false)",
+        )
+    if algo.loss_type == "actor_critic" and not model.add_value_head:
+        raise RuleError(
+            "actor.model.add_value_head",
+            "loss_type actor_critic (PPO with GAE) needs a value head, but add_value_head is false",
+            "set actor.model.add_value_head: true",
+        )
+
+
+def _value_levels(cfg: Any) -> None:
+    model, algo = cfg.actor.model, cfg.algorithm
+    if model.add_value_head and model.value_type == "action_level" and algo.reward_type != "action_level":
+        raise RuleError(
+            "actor.model.value_type",
+            "one value per action (value_type action_level) needs per-action rewards, but reward_type is chunk_level",
+            "set algorithm.reward_type: action_level, or actor.model.value_type: chunk_level",
+        )
+
+
+def _env_action_dim(env: Any) -> int | None:
+    if env.env_type == "maniskill" and env.init_params.control_mode != MANISKILL_EE_CONTROL:
+        return None  # other controllers have robot-specific sizes, known only once the env is built
+    return ENV_ACTION_DIM.get(env.env_type)
+
+
+def _action_dims(cfg: Any) -> None:
+    model = cfg.actor.model
+    for name, env in _envs(cfg):
+        expected = _env_action_dim(env)
+        if expected is not None and model.action_dim != expected:
+            raise RuleError(
+                "actor.model.action_dim",
+                f"the policy emits {model.action_dim}-D actions but {name} ({env.env_type}) takes {expected}-D",
+                f"set actor.model.action_dim: {expected}",
+            )
+    if cfg.env.train.env_type != cfg.env.eval.env_type:
+        raise RuleError(
+            "env.eval.env_type",
+            f"training runs in {cfg.env.train.env_type} but evaluation in {cfg.env.eval.env_type}; the policy's "
+            "observations (cameras, state) would not match",
+            f"set env.eval.env_type: {cfg.env.train.env_type}",
+        )
+
+
+def _openvla_single_action(cfg: Any) -> None:
+    model = cfg.actor.model
+    if model.model_type == "openvla" and model.num_action_chunks != 1:
+        raise RuleError(
+            "actor.model.num_action_chunks",
+            f"OpenVLA decodes one action per call, got num_action_chunks {model.num_action_chunks}",
+            "set actor.model.num_action_chunks: 1, or use model_type: openvla_oft for action chunks",
+        )
+
+
+def _precision_matches_deepspeed(cfg: Any) -> None:
+    if cfg.actor.model.precision == "fp16" and cfg.actor.deepspeed.bf16:
+        raise RuleError(
+            "actor.deepspeed.bf16",
+            "the model is fp16 but DeepSpeed is asked for bf16 mixed precision",
+            "set actor.model.precision: bf16, or actor.deepspeed.bf16: false",
+        )
+
+
+def _batch_sizes(cfg: Any) -> None:
+    actor = cfg.actor
+    if actor.global_batch_size % actor.micro_batch_size:
+        raise RuleError(
+            "actor.global_batch_size",
+            f"{actor.global_batch_size} is not a multiple of micro_batch_size {actor.micro_batch_size}",
+            f"use a multiple of {actor.micro_batch_size} (x the number of actor GPUs)",
+        )
+
+
+def _critic_warmup_needs_critic(cfg: Any) -> None:
+    if cfg.actor.optim.critic_warmup_steps > 0 and not cfg.actor.model.add_value_head:
+        raise RuleError(
+            "actor.optim.critic_warmup_steps",
+            f"{cfg.actor.optim.critic_warmup_steps} critic warm-up steps but the model has no value head",
+            "set actor.optim.critic_warmup_steps: 0, or actor.model.add_value_head: true",
+        )
+
+
+def rollout_samples(cfg: Any) -> int:
+    """Samples (chunk steps over all envs) one training step collects: envs x chunk steps x rollout epochs."""
+    train = cfg.env.train
+    steps = train.max_steps_per_rollout_epoch // cfg.actor.model.num_action_chunks
+    return train.total_num_envs * steps * train.rollout_epoch
+
+
+def config_warnings(cfg: Any) -> list[str]:
+    """Legal but probably unintended settings, one sentence each (printed by `config validate` and `train`)."""
+    notes = []
+    model, algo = cfg.actor.model, cfg.algorithm
+    if algo.adv_type == "grpo" and model.add_value_head:
+        notes.append("GRPO uses no critic: actor.model.add_value_head: true only costs memory; set it false.")
+    samples = rollout_samples(cfg)
+    if cfg.actor.global_batch_size > samples:
+        notes.append(
+            f"actor.global_batch_size {cfg.actor.global_batch_size} exceeds the {samples} samples a step collects "
+            "(envs x chunk steps x rollout_epoch): each step makes a single, smaller optimizer step."
+        )
+    if not cfg.rollout.sampling.do_sample and cfg.runner.only_eval is False:
+        notes.append("rollout.sampling.do_sample is false: greedy rollouts make PPO/GRPO ratios meaningless.")
+    if "swanlab" in cfg.runner.logger.logger_backends and cfg.runner.logger.swanlab_mode == "cloud":
+        notes.append("swanlab_mode cloud needs network access and a login; offline works everywhere.")
+    return notes

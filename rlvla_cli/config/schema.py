@@ -1,0 +1,60 @@
+"""`RootConfig`: the whole config tree and the cross-section rules (see `rules.py`)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from rlvla_cli.config.actor import ActorConfig
+from rlvla_cli.config.algorithm import AlgorithmConfig
+from rlvla_cli.config.base import StrictModel
+from rlvla_cli.config.cluster import ClusterConfig
+from rlvla_cli.config.env import EnvConfig
+from rlvla_cli.config.merge import deep_merge
+from rlvla_cli.config.rollout import RolloutConfig
+from rlvla_cli.config.rules import check_rules, config_warnings
+from rlvla_cli.config.runner import RunnerConfig
+
+
+class EnvGroupConfig(StrictModel):
+    """The training envs and the evaluation envs (same simulator; eval defaults to a copy of train)."""
+
+    train: EnvConfig = Field(description="Envs used for training rollouts; `env_type` picks the simulator.")
+    eval: EnvConfig = Field(
+        description="Envs used for evaluation (`rlvla eval`, runner.val_check_interval); keys not given here "
+        "are inherited from `train` (same env_type), so omitting it evaluates on the training envs."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _eval_defaults_to_train(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
+            return data
+        train, evaluation = data["train"], data.get("eval")
+        if evaluation is None:
+            return {**data, "eval": copy.deepcopy(train)}
+        if isinstance(evaluation, dict) and evaluation.get("env_type", train.get("env_type")) == train.get("env_type"):
+            return {**data, "eval": deep_merge(train, evaluation)}  # eval inherits what it does not set
+        return data
+
+
+class RootConfig(StrictModel):
+    """A complete rlvla run: cluster, runner, algorithm, envs, rollout workers and the actor (trainer + model)."""
+
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Nodes, GPUs and component placement.")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig, description="Loop length, checkpoints, logging.")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="PPO / GRPO settings.")
+    env: EnvGroupConfig = Field(description="Training and evaluation environments.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Rollout (inference) workers.")
+    actor: ActorConfig = Field(description="Trainer settings and the policy model.")
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> RootConfig:
+        check_rules(self)
+        return self
+
+    def warnings(self) -> list[str]:
+        """Legal but probably unintended settings, one sentence each."""
+        return config_warnings(self)

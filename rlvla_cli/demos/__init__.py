@@ -1,0 +1,1 @@
+"""Demonstrations for SFT: ManiSkill's motion planner, replayed into the env adapter's format."""

@@ -1,0 +1,140 @@
+"""LoRA through peft, in place (``peft.inject_adapter_in_model``), saved and loaded in peft's adapter format.
+
+The adapters go into one sub-module (OpenVLA: the HF-named ``vla`` module; small: the policy itself); every
+other parameter is frozen except the value head, which always trains. On disk (``save_adapter``):
+``adapter_config.json`` (peft ``LoraConfig``) + ``adapter_model.safetensors`` with peft's key names
+``base_model.model.<module path>.lora_A.weight`` -- the names a ``PeftModel`` around the same module writes,
+so RLinf / OpenVLA adapters load here and ours load with ``PeftModel.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from safetensors.torch import save_file
+from torch import nn
+
+from rlvla_cli.errors import AssetError, ConfigError
+from rlvla_cli.models.checkpoint import read_json
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_PREFIX = "base_model.model."
+_ADAPTER = "default"
+
+
+def lora_config_from(model_cfg, default_targets: list[str], base_path: str | None = None) -> LoraConfig:
+    """peft ``LoraConfig`` from the shared model keys (rank, alpha (None: = rank), dropout, targets)."""
+    alpha = model_cfg.lora_alpha if model_cfg.lora_alpha is not None else model_cfg.lora_rank
+    return LoraConfig(
+        r=model_cfg.lora_rank,
+        lora_alpha=alpha,
+        lora_dropout=model_cfg.lora_dropout,
+        target_modules=list(model_cfg.lora_target_modules or default_targets),
+        init_lora_weights="gaussian",
+        base_model_name_or_path=base_path,
+    )
+
+
+def inject_lora(module: nn.Module, config: LoraConfig) -> None:
+    """Add adapters to ``module`` in place and freeze every non-adapter parameter of it."""
+    try:
+        inject_adapter_in_model(config, module, adapter_name=_ADAPTER)
+    except ValueError as err:  # peft: "Target modules ... not found in the base model"
+        raise ConfigError(f"LoRA could not be applied: {err}", key="actor.model.lora_target_modules",
+                          fix="name modules that exist in this architecture, or leave it null for the default") from err
+    for name, param in module.named_parameters():
+        param.requires_grad = "lora_" in name
+
+
+def adapter_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter tensors of ``module`` under peft's on-disk names."""
+    out = {}
+    for name, param in module.named_parameters():
+        if "lora_" in name:
+            out[_PREFIX + name.replace(f".{_ADAPTER}.", ".")] = param.detach().cpu().contiguous()
+    return out
+
+
+def save_adapter(module: nn.Module, config: LoraConfig, directory: str | Path) -> None:
+    """Write ``adapter_config.json`` + ``adapter_model.safetensors`` (peft format) for ``module``."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(out))
+    save_file(adapter_state_dict(module), str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+
+
+def read_adapter_config(directory: str | Path) -> dict:
+    """The saved ``adapter_config.json`` (rank, alpha, target modules) of an adapter directory."""
+    return read_json(Path(directory) / ADAPTER_CONFIG, "the LoRA adapter config")
+
+
+def load_adapter(module: nn.Module, directory: str | Path) -> None:
+    """Copy a saved peft adapter into ``module`` (already injected with a matching config). Every adapter
+    tensor of the module must be present with its shape, else ``AssetError`` lists the first differences."""
+    from safetensors import safe_open
+
+    path = Path(directory) / ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise AssetError(f"{path} is missing", key="actor.model.lora_path",
+                         fix="point lora_path at a directory written by peft (adapter_model.safetensors)")
+    own = {n: p for n, p in module.named_parameters() if "lora_" in n}
+    loaded: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        for key in f.keys():
+            name = key[len(_PREFIX):] if key.startswith(_PREFIX) else key
+            for part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
+                name = name.replace(f".{part}.weight", f".{part}.{_ADAPTER}.weight")
+            loaded[name] = f.get_tensor(key)
+    missing = sorted(set(own) - set(loaded))
+    unexpected = sorted(set(loaded) - set(own))
+    bad = [n for n in loaded if n in own and loaded[n].shape != own[n].shape]
+    if missing or unexpected or bad:
+        raise AssetError(
+            f"LoRA adapter {directory} does not fit this model: {len(missing)} missing {missing[:3]}, "
+            f"{len(unexpected)} unexpected {unexpected[:3]}, {len(bad)} shape mismatches {bad[:3]}",
+            key="actor.model.lora_path",
+            fix="use the adapter's own lora_rank / lora_target_modules (see its adapter_config.json)",
+        )
+    with torch.no_grad():
+        for name, tensor in loaded.items():
+            own[name].copy_(tensor.to(own[name].dtype))
+
+
+HEADS_WEIGHTS = "heads.safetensors"
+
+
+def lora_config_for(model_cfg, default_targets: list[str], base_path: str | None = None) -> LoraConfig:
+    """The adapter's own saved config when ``lora_path`` is set (its rank / targets win), else the config's."""
+    if model_cfg.lora_path:
+        read_adapter_config(model_cfg.lora_path)  # clear error when absent
+        config = LoraConfig.from_pretrained(model_cfg.lora_path)
+        config.inference_mode = False
+        return config
+    return lora_config_from(model_cfg, default_targets, base_path)
+
+
+def save_heads(policy: nn.Module, directory: str | Path) -> None:
+    """With LoRA, the trainable tensors outside the adapters (value head, action log-std) -> heads.safetensors."""
+    params = policy.named_parameters()
+    heads = {n: p.detach().cpu().contiguous() for n, p in params if p.requires_grad and "lora_" not in n}
+    if heads:
+        save_file(heads, str(Path(directory) / HEADS_WEIGHTS), metadata={"format": "pt"})
+
+
+def load_heads(policy: nn.Module, directory: str | Path) -> None:
+    """Inverse of ``save_heads``; absent file = heads stay as built (e.g. a fresh value head on an RLinf adapter)."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / HEADS_WEIGHTS
+    if not path.is_file():
+        return
+    own = dict(policy.named_parameters())
+    with torch.no_grad():
+        for name, tensor in load_file(str(path)).items():
+            if name not in own or own[name].shape != tensor.shape:
+                raise AssetError(f"{path}: tensor {name} {tuple(tensor.shape)} does not fit this model",
+                                 key="actor.model.lora_path", fix="use the model config the adapter was trained with")
+            own[name].copy_(tensor.to(own[name].dtype))

@@ -1,0 +1,94 @@
+"""Action (un-)normalisation with a dataset's q01 / q99 statistics (OpenVLA's ``BOUNDS_Q99`` scheme).
+
+``dataset_statistics.json`` (or ``norm_stats`` in an OpenVLA config.json) maps a dataset key such as
+``bridge_orig`` to ``{"action": {"q01": [A], "q99": [A], "mask": [A], ...}, "proprio": {...}}``.
+Un-normalising: ``a = (x + 1) / 2 * (q99 - q01) + q01`` where ``mask`` is true; dims with mask false (the
+gripper) pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rlvla_cli.errors import AssetError, ConfigError
+
+
+@dataclass
+class NormStats:
+    """q01 / q99 / mask of one dataset's actions (float32 / bool ``[A]``), and of its proprio if present."""
+
+    q01: torch.Tensor
+    q99: torch.Tensor
+    mask: torch.Tensor
+    proprio_q01: torch.Tensor | None = None
+    proprio_q99: torch.Tensor | None = None
+
+    @classmethod
+    def identity(cls, action_dim: int) -> NormStats:
+        """Statistics that leave actions unchanged (q01 -1, q99 1): used when a model has no dataset stats."""
+        return cls(-torch.ones(action_dim), torch.ones(action_dim), torch.ones(action_dim, dtype=torch.bool))
+
+
+def unnormalize_actions(normalized: torch.Tensor, stats: NormStats) -> torch.Tensor:
+    """``[..., A]`` in [-1, 1] -> env units (see module docstring)."""
+    q01, q99 = stats.q01.to(normalized.device), stats.q99.to(normalized.device)
+    mask = stats.mask.to(normalized.device)
+    scaled = 0.5 * (normalized + 1.0) * (q99 - q01) + q01
+    return torch.where(mask, scaled, normalized)
+
+
+def normalize_actions(actions: torch.Tensor, stats: NormStats) -> torch.Tensor:
+    """Inverse of ``unnormalize_actions`` (clipped to [-1, 1]); for demonstrations / SFT."""
+    q01, q99 = stats.q01.to(actions.device), stats.q99.to(actions.device)
+    mask = stats.mask.to(actions.device)
+    scaled = (2.0 * (actions - q01) / (q99 - q01).clamp(min=1e-8) - 1.0).clamp(-1.0, 1.0)
+    return torch.where(mask, scaled, actions)
+
+
+def normalize_proprio(states: torch.Tensor, stats: NormStats) -> torch.Tensor:
+    """``[..., S]`` -> [-1, 1] with the proprio q01 / q99 (OpenVLA-OFT); unchanged when there are none."""
+    if stats.proprio_q01 is None or stats.proprio_q99 is None:
+        return states
+    q01, q99 = stats.proprio_q01.to(states.device), stats.proprio_q99.to(states.device)
+    return (2.0 * (states - q01) / (q99 - q01).clamp(min=1e-8) - 1.0).clamp(-1.0, 1.0)
+
+
+def read_dataset_statistics(path: str | Path) -> dict:
+    """The raw statistics dict of a ``dataset_statistics.json``."""
+    path = Path(path)
+    if not path.is_file():
+        raise AssetError(f"{path} does not exist", key="actor.model.dataset_statistics_path",
+                         fix="point it at the checkpoint's dataset_statistics.json")
+    return json.loads(path.read_text())
+
+
+def select_stats(all_stats: dict, unnorm_key: str | None, action_dim: int, source: str) -> NormStats:
+    """The ``unnorm_key`` entry of ``all_stats`` (None is fine with exactly one dataset) as ``NormStats``."""
+    keys = sorted(all_stats)
+    if unnorm_key is None:
+        if len(keys) != 1:
+            raise ConfigError(f"{source} has statistics for {len(keys)} datasets, so `unnorm_key` must pick one",
+                              key="actor.model.unnorm_key", fix=f"set it to one of {keys[:20]}")
+        unnorm_key = keys[0]
+    if unnorm_key not in all_stats:
+        close = difflib.get_close_matches(unnorm_key, keys, n=3)
+        hint = f" (did you mean {close}?)" if close else ""
+        raise ConfigError(f"unnorm_key {unnorm_key!r} is not in {source}{hint}", key="actor.model.unnorm_key",
+                          fix=f"use one of {keys[:20]}")
+    entry = all_stats[unnorm_key]
+    action = entry["action"]
+    q01 = torch.tensor(action["q01"], dtype=torch.float32)
+    q99 = torch.tensor(action["q99"], dtype=torch.float32)
+    mask = torch.tensor(action.get("mask", [True] * len(q01)), dtype=torch.bool)
+    if q01.numel() != action_dim:
+        raise ConfigError(f"{source}[{unnorm_key!r}] has {q01.numel()}-D actions but action_dim is {action_dim}",
+                          key="actor.model.action_dim", fix=f"set action_dim: {q01.numel()}")
+    proprio = entry.get("proprio") or {}
+    pq01 = torch.tensor(proprio["q01"], dtype=torch.float32) if "q01" in proprio else None
+    pq99 = torch.tensor(proprio["q99"], dtype=torch.float32) if "q99" in proprio else None
+    return NormStats(q01, q99, mask, pq01, pq99)

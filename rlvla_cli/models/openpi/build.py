@@ -1,0 +1,105 @@
+"""Registry builder for ``model_type: openpi``: weights, freezing, LoRA, precision, saving.
+
+Trainable parameters: with ``train_expert_only`` the whole PaliGemma VLM is frozen (vision tower, projector,
+language model); the expert, the action / state / time projections, the noise head and the value head train.
+With ``is_lora`` rank-r adapters (peft) go into the VLM's language-model linear layers (RLinf: LoRA on the VLM
+only) and every base VLM weight is frozen, whatever ``train_expert_only`` says; the expert still trains fully.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from rlvla_cli.config.model_openpi import OpenPIModelConfig
+from rlvla_cli.models.checkpoint import write_json
+from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint, save_openpi_checkpoint
+from rlvla_cli.models.openpi.norm_stats import find_norm_stats, load_norm_stats
+from rlvla_cli.models.openpi.policy import OpenPIPolicy
+from rlvla_cli.models.openpi.state_tokens import byte_level_tokenizer, load_tokenizer, PromptTokenizer
+from rlvla_cli.models.registry import register_policy
+
+OPENPI_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def lora_module(policy: OpenPIPolicy) -> torch.nn.Module:
+    """The module that carries the LoRA adapters: PaliGemma's Gemma language model."""
+    return policy.flow.paligemma_with_expert.paligemma.model.language_model
+
+
+def freeze_vlm(policy: OpenPIPolicy) -> None:
+    """Freeze every PaliGemma parameter (LoRA adapters added later stay trainable)."""
+    for param in policy.flow.paligemma_with_expert.paligemma.parameters():
+        param.requires_grad = False
+
+
+def _apply_lora(policy: OpenPIPolicy, cfg: OpenPIModelConfig, device: str) -> None:
+    from rlvla_cli.models.lora import inject_lora, load_adapter, load_heads, lora_config_for
+
+    policy.lora_config = lora_config_for(cfg, OPENPI_LORA_TARGETS, cfg.model_path)
+    freeze_vlm(policy)
+    inject_lora(lora_module(policy), policy.lora_config)
+    if cfg.lora_path and device != "meta":
+        load_adapter(lora_module(policy), cfg.lora_path)
+        load_heads(policy, cfg.lora_path)
+
+
+@register_policy("openpi")
+def build_openpi_policy(cfg: OpenPIModelConfig, device: str) -> OpenPIPolicy:
+    """Random init of the ``size`` preset, or the openpi checkpoint in ``model_path``; then freezing / LoRA."""
+    from rlvla_cli.models.lora import load_heads
+
+    meta = device == "meta"
+    if meta:  # parameter counting: read no files
+        tok = byte_level_tokenizer()
+        tokenizer, stats = PromptTokenizer(tok, tok.token_to_id("<bos>"), tok.get_vocab_size()), load_norm_stats(None)
+    else:
+        tokenizer = load_tokenizer(cfg.model_path, cfg.tokenizer_path)
+        stats = load_norm_stats(find_norm_stats(cfg.model_path, cfg.norm_stats_path, cfg.norm_stats_key))
+    policy = OpenPIPolicy(cfg, tokenizer, stats)
+    if cfg.model_path and not meta:
+        load_openpi_checkpoint(policy, cfg.model_path, cfg.pi05)
+        load_heads(policy, cfg.model_path)
+    if cfg.train_expert_only:
+        freeze_vlm(policy)
+    if cfg.is_lora:
+        _apply_lora(policy, cfg, device)
+    policy.flow.paligemma_with_expert.gradient_checkpointing = bool(cfg.gradient_checkpointing)
+    policy.to(device=device, dtype=_DTYPES[cfg.precision])
+    for head in (policy.value_head, policy.noise_head):
+        if head is not None:
+            head.float()
+    return policy
+
+
+def save_openpi_policy(policy: OpenPIPolicy, directory: str | Path) -> None:
+    """What ``OpenPIPolicy.save_pretrained`` writes (read back by ``build_openpi_policy`` via model_path /
+    lora_path): full weights in openpi's layout, or the VLM adapter; heads; config; norm stats; tokenizer."""
+    from tokenizers import Tokenizer
+
+    from rlvla_cli.models.lora import save_adapter, save_heads
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    if policy.lora_config is not None:
+        save_adapter(lora_module(policy), policy.lora_config, out)
+        save_heads(policy, out)
+    else:
+        save_openpi_checkpoint(policy, out)
+        heads = {
+            name: param.detach().cpu().contiguous()
+            for name, param in policy.named_parameters()
+            if name.startswith(("value_head.", "noise_head."))
+        }
+        if heads:
+            save_file(heads, str(out / "heads.safetensors"), metadata={"format": "pt"})
+    write_json(out / "config.json", {"rlvla_model": policy.cfg.model_dump(mode="json")})
+    stats = policy.norm_stats
+    if stats.state is not None and stats.actions is not None:
+        as_json = lambda s: {k: getattr(s, k).tolist() for k in ("mean", "std", "q01", "q99") if getattr(s, k) is not None}  # noqa: E731
+        write_json(out / "norm_stats.json", {"norm_stats": {"state": as_json(stats.state), "actions": as_json(stats.actions)}})
+    if isinstance(policy.tokenizer.backend, Tokenizer):
+        policy.tokenizer.backend.save(str(out / "tokenizer.json"))

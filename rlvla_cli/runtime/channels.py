@@ -1,0 +1,188 @@
+"""Shared-memory tensor channels between env workers and the runtime (no pickling of images per step).
+
+A :class:`ShmTensorBlock` is one ``multiprocessing.shared_memory`` segment holding several named torch
+tensors at fixed offsets. The creator (the runtime) allocates it once from an :class:`ObsSpec` and owns
+``unlink``; a worker attaches by name with the same layout. Only small control messages travel through
+pipes. Text (instructions) is stored as utf-8 bytes ``[B, max_chars]`` plus lengths ``[B]``.
+
+The step layout of one env group of B envs (``step_layout``):
+
+| name | dtype / shape |
+| --- | --- |
+| ``actions`` | float32 ``[B, C_max, A]`` (written by the runtime) |
+| ``reset_state_ids`` | int64 ``[B]`` (written by the runtime for an explicit reset) |
+| ``obs.*`` / ``final.*`` | observation / final observation: ``main_images`` uint8 ``[B, H, W, 3]``, optional ``wrist_images``, ``states`` float32 ``[B, S]``, ``text`` uint8 ``[B, L]``, ``text_len`` int32 ``[B]`` |
+| ``rewards`` | float32 ``[B, C_max]`` |
+| ``terminations``, ``truncations``, ``success`` | bool ``[B, C_max]`` |
+| ``final_mask`` | bool ``[B]`` |
+| ``episode`` | float32 ``[5, B]`` (``EPISODE_METRICS`` order) |
+| ``state_ids`` | int64 ``[B]`` (reset state id of each env's current episode) |
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from multiprocessing import shared_memory
+
+import torch
+
+from rlvla_cli.envs.base import Obs, ObsSpec
+
+SHM_PREFIX = "rlvla_"
+Layout = dict[str, tuple[tuple[int, ...], torch.dtype]]
+_ALIGN = 64
+
+
+def _nbytes(shape: tuple[int, ...], dtype: torch.dtype) -> int:
+    return math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+
+
+class ShmTensorBlock:
+    """Named tensors in one shared-memory segment. ``create=True`` allocates (zeroed); otherwise attaches.
+
+    Only the creator unlinks the segment; attaching processes just close their mapping.
+    """
+
+    def __init__(self, layout: Layout, name: str | None = None, create: bool = True):
+        self.layout = dict(layout)
+        offsets, total = {}, 0
+        for key, (shape, dtype) in self.layout.items():
+            offsets[key] = total
+            total += -(-_nbytes(shape, dtype) // _ALIGN) * _ALIGN
+        self.owner = create
+        if create:
+            name = name or f"{SHM_PREFIX}{uuid.uuid4().hex[:16]}"
+            self.shm = shared_memory.SharedMemory(name=name, create=True, size=max(total, 1))
+        else:
+            # Spawned workers share the creator's resource tracker (a set of names), so attaching adds nothing
+            # to clean up; the creator's unlink is the one that counts.
+            self.shm = shared_memory.SharedMemory(name=name, create=False)
+        self.name = self.shm.name
+        self.tensors: dict[str, torch.Tensor] = {}
+        for key, (shape, dtype) in self.layout.items():
+            count = math.prod(shape)
+            flat = torch.frombuffer(self.shm.buf, dtype=dtype, count=count, offset=offsets[key]) if count else (
+                torch.empty(0, dtype=dtype)
+            )
+            self.tensors[key] = flat.view(shape)
+        if create:
+            for tensor in self.tensors.values():
+                tensor.zero_()
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.tensors[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.tensors
+
+    def close(self) -> None:
+        """Drop the tensor views and detach; the creator also unlinks the segment."""
+        if self.shm is None:
+            return
+        self.tensors.clear()
+        try:
+            self.shm.close()
+        except BufferError:  # a caller still holds a view; the segment is unlinked anyway
+            pass
+        if self.owner:
+            try:
+                self.shm.unlink()
+            except FileNotFoundError:
+                pass
+        self.shm = None
+
+
+def obs_layout(spec: ObsSpec, batch: int, prefix: str) -> Layout:
+    """Layout entries of one observation batch under ``prefix`` (``obs`` or ``final``)."""
+    layout: Layout = {
+        f"{prefix}.main_images": ((batch, *spec.image_shape), torch.uint8),
+        f"{prefix}.states": ((batch, spec.state_dim), torch.float32),
+        f"{prefix}.text": ((batch, spec.max_instruction_chars), torch.uint8),
+        f"{prefix}.text_len": ((batch,), torch.int32),
+    }
+    if spec.has_wrist:
+        layout[f"{prefix}.wrist_images"] = ((batch, *spec.image_shape), torch.uint8)
+    return layout
+
+
+def step_layout(spec: ObsSpec, batch: int, max_chunk: int, action_dim: int, num_metrics: int = 5) -> Layout:
+    """The whole layout of one env group's channel (see the module docstring)."""
+    layout: Layout = {
+        "actions": ((batch, max_chunk, action_dim), torch.float32),
+        "reset_state_ids": ((batch,), torch.int64),
+        "rewards": ((batch, max_chunk), torch.float32),
+        "terminations": ((batch, max_chunk), torch.bool),
+        "truncations": ((batch, max_chunk), torch.bool),
+        "success": ((batch, max_chunk), torch.bool),
+        "final_mask": ((batch,), torch.bool),
+        "episode": ((num_metrics, batch), torch.float32),
+        "state_ids": ((batch,), torch.int64),
+    }
+    layout.update(obs_layout(spec, batch, "obs"))
+    layout.update(obs_layout(spec, batch, "final"))
+    return layout
+
+
+def encode_text(texts: list[str], out: torch.Tensor, lengths: torch.Tensor) -> None:
+    """Write utf-8 ``texts`` into ``out`` uint8 ``[B, L]`` (truncated to L bytes) and ``lengths`` ``[B]``."""
+    width = out.shape[1]
+    for row, text in enumerate(texts):
+        data = text.encode("utf-8")[:width]
+        if data:
+            out[row, : len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        lengths[row] = len(data)
+
+
+def decode_text(data: torch.Tensor, lengths: torch.Tensor, rows: list[int] | None = None) -> list[str]:
+    """Inverse of :func:`encode_text` for the given rows (default all)."""
+    rows = range(data.shape[0]) if rows is None else rows
+    return [bytes(data[r, : int(lengths[r])].tolist()).decode("utf-8", errors="ignore") for r in rows]
+
+
+def write_obs(block: ShmTensorBlock, prefix: str, obs: Obs) -> None:
+    """Copy an observation dict into the block's ``prefix`` tensors."""
+    block[f"{prefix}.main_images"].copy_(obs["main_images"])
+    block[f"{prefix}.states"].copy_(obs["states"])
+    if f"{prefix}.wrist_images" in block:
+        block[f"{prefix}.wrist_images"].copy_(obs["wrist_images"])
+    encode_text(list(obs["task_descriptions"]), block[f"{prefix}.text"], block[f"{prefix}.text_len"])
+
+
+def read_obs(block: ShmTensorBlock, prefix: str, rows: slice | None = None, copy: bool = True) -> Obs:
+    """The observation dict stored under ``prefix`` (``rows`` selects envs; ``copy`` detaches from shm)."""
+    rows = rows if rows is not None else slice(None)
+
+    def take(key: str) -> torch.Tensor:
+        tensor = block[f"{prefix}.{key}"][rows]
+        return tensor.clone() if copy else tensor
+
+    obs: Obs = {"main_images": take("main_images"), "states": take("states")}
+    if f"{prefix}.wrist_images" in block:
+        obs["wrist_images"] = take("wrist_images")
+    lengths = block[f"{prefix}.text_len"][rows]
+    obs["task_descriptions"] = decode_text(block[f"{prefix}.text"][rows], lengths)
+    return obs
+
+
+def cat_obs(parts: list[Obs]) -> Obs:
+    """Concatenate observation dicts along the batch dimension."""
+    if len(parts) == 1:
+        return parts[0]
+    out: Obs = {}
+    for key in parts[0]:
+        if key == "task_descriptions":
+            out[key] = [text for part in parts for text in part[key]]
+        else:
+            out[key] = torch.cat([part[key] for part in parts], dim=0)
+    return out
+
+
+def list_segments() -> set[str]:
+    """Names of this project's shared-memory segments currently in /dev/shm (leak checks)."""
+    import os
+
+    try:
+        return {name for name in os.listdir("/dev/shm") if name.startswith(SHM_PREFIX)}
+    except FileNotFoundError:
+        return set()

@@ -1,0 +1,105 @@
+"""Process plumbing: torch.distributed rendezvous, spawning trainer ranks, multi-node DeepSpeed launch.
+
+One node: the driver is trainer rank 0 and spawns ranks 1..N-1 (``spawn`` start method) that join the same
+process group (gloo on a CPU, NCCL on GPUs) through ``deepspeed.init_distributed``. Several nodes: the run is
+started by DeepSpeed's launcher with a hostfile written from ``cluster.hosts`` (:func:`multinode_command`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shlex
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def free_port() -> int:
+    """An unused TCP port on this machine for the rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def backend_for(device: str) -> str:
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def init_distributed(rank: int, world_size: int, device: str, master_addr: str = "127.0.0.1",
+                     master_port: int | None = None) -> None:
+    """Join the trainer process group (idempotent): env rendezvous + ``deepspeed.init_distributed``."""
+    import deepspeed
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev.index or 0)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR=master_addr,
+                      MASTER_PORT=str(master_port or os.environ.get("MASTER_PORT") or free_port()))
+    deepspeed.init_distributed(dist_backend=backend_for(device), auto_mpi_discovery=False, verbose=False)
+
+
+def shutdown_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def spawn_process(target, args: tuple, name: str) -> Any:
+    """Start ``target(*args)`` in a fresh interpreter (spawn: no forked CUDA / thread state)."""
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=target, args=args, name=name, daemon=True)
+    proc.start()
+    return proc
+
+
+def stop_processes(processes: list, timeout_s: float = 10.0) -> None:
+    """Join, then terminate, then kill each process that is still alive, within about ``timeout_s``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    for proc in processes:
+        proc.join(timeout=max(0.05, deadline - time.monotonic()))
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=2.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=2.0)
+
+
+def write_hostfile(hosts: list[str], slots_per_host: int, path: str | Path) -> Path:
+    """DeepSpeed hostfile: one ``<host> slots=<n>`` line per node, in rank order."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{host} slots={slots_per_host}\n" for host in hosts))
+    return path
+
+
+def multinode_command(cluster_cfg: Any, gpus_per_node: int, config_path: str, overrides: list[str],
+                      hostfile: str | Path) -> list[str]:
+    """The ``deepspeed`` launcher command that starts ``rlvla train`` on every node of ``cluster.hosts``
+    (each node runs its share of trainer ranks; node 0 drives the loop)."""
+    master = cluster_cfg.master_addr or cluster_cfg.hosts[0]
+    return [
+        "deepspeed", "--hostfile", str(hostfile), "--num_nodes", str(cluster_cfg.num_nodes),
+        "--num_gpus", str(gpus_per_node), "--master_addr", master, "--master_port", str(cluster_cfg.master_port),
+        "--module", "rlvla_cli", "train", "--config", config_path, *overrides,
+    ]
+
+
+def format_command(command: list[str]) -> str:
+    return " ".join(shlex.quote(part) for part in command)
+
+
+def python_executable() -> str:
+    return sys.executable

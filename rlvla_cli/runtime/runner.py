@@ -1,0 +1,241 @@
+"""The training loop: sync -> rollouts -> advantages -> update -> log -> eval -> checkpoint.
+
+Components come from the resolved placement: the trainer ranks (``TrainerGroup``, this process is rank 0),
+the env workers (``EnvWorkerPool``), the rollout copy of the policy (inference in this process on the
+rollout device, fed by the pool's pipeline stages) and the weight sync between trainer and rollout copy.
+SIGINT / SIGTERM stop the loop at the next chunk step with a checkpoint of the last finished step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlvla_cli.errors import WorkerError
+from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
+from rlvla_cli.runtime.rollout_worker import RolloutWorker, concat_batches, episode_metrics
+from rlvla_cli.runtime.signals import StopRequest
+from rlvla_cli.runtime.trainer_group import PolicyFactory, TrainerGroup, default_policy_factory
+from rlvla_cli.runtime.weight_sync import WeightSync
+
+
+@dataclass
+class RunResult:
+    """How a run ended: ``status`` is ``finished``, ``interrupted`` (signal) or ``diverged`` (too many skipped
+    updates in a row); ``last_metrics`` of the final step, the last checkpoint written."""
+
+    status: str
+    global_step: int
+    last_metrics: dict[str, float]
+    checkpoint: Path | None
+    run_dir: Path
+
+
+def run_dir_of(cfg: Any) -> Path:
+    logger = cfg.runner.logger
+    return Path(cfg.runner.output_dir or Path(logger.log_path) / logger.experiment_name)
+
+
+def total_steps_of(cfg: Any) -> int:
+    return cfg.runner.max_steps if cfg.runner.max_steps > 0 else cfg.runner.max_epochs
+
+
+def steps_per_rollout(cfg: Any) -> int:
+    """T: chunk steps per rollout epoch (``max_steps_per_rollout_epoch`` counts env steps)."""
+    return max(1, cfg.env.train.max_steps_per_rollout_epoch // cfg.actor.model.num_action_chunks)
+
+
+def optimizer_steps_per_training_step(cfg: Any) -> int:
+    samples = steps_per_rollout(cfg) * cfg.env.train.total_num_envs * cfg.env.train.rollout_epoch
+    return cfg.algorithm.update_epoch * math.ceil(samples / cfg.actor.global_batch_size)
+
+
+class Runner:
+    """Builds the components for ``placement`` and runs ``cfg``'s loop (see the module docstring).
+
+    offload: (actor, rollout) offload decisions from the planner; factory: builds a policy for (cfg, device);
+    console: show the rich progress bar / tables.
+    """
+
+    def __init__(self, cfg: Any, placement: Any, offload: tuple[bool, bool] = (False, False),
+                 factory: PolicyFactory = default_policy_factory, console: bool = True):
+        self.cfg, self.placement, self.offload, self.factory, self.console = cfg, placement, offload, factory, console
+        self.run_dir = run_dir_of(cfg)
+        self.global_step = 0
+        self.env_steps = 0
+        self.rng_snapshot: dict | None = None
+        self.last_checkpoint: Path | None = None
+        self.stop = StopRequest()
+        self.group = self.pool = self.tracker = self.evaluator = None
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        from rlvla_cli.config.loader import dump_config
+        from rlvla_cli.runtime.env_worker import EnvWorkerPool
+        from rlvla_cli.tracking import build_tracker
+
+        cfg, comps = self.cfg, self.placement.components
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(dump_config(cfg))
+        actor_devices = [p.device for p in comps["actor"].processes]
+        total_opt = total_steps_of(cfg) * optimizer_steps_per_training_step(cfg)
+        self.group = TrainerGroup(cfg, actor_devices, total_opt, self.factory)
+        rollout_device = comps["rollout"].processes[0].device
+        torch.manual_seed(cfg.runner.seed)  # the rollout copy is overwritten by the first sync anyway
+        rollout_policy = self.factory(cfg, rollout_device)
+        if torch.device(rollout_device).type == "cuda" and cfg.rollout.precision != "fp32":
+            rollout_policy.to(dtype=getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[cfg.rollout.precision]))
+        self.sync = WeightSync(self.group.module, rollout_policy)
+        self.rollout_policy = rollout_policy
+        self.actor_offloader = EngineOffloader(self.group.trainer.engine, actor_devices[0], self.offload[0])
+        self.rollout_offloader = ModuleOffloader(rollout_policy, rollout_device, self.offload[1])
+        self.pool = EnvWorkerPool(cfg.env.train, num_workers=self.placement.env_workers,
+                                  stages=cfg.rollout.pipeline_stage_num, seed=cfg.env.train.seed,
+                                  max_chunk=cfg.actor.model.num_action_chunks)
+        self.rollout = RolloutWorker(rollout_policy, rollout_device, self.pool, steps_per_rollout(cfg),
+                                     cfg.rollout.sampling, auto_reset=cfg.env.train.auto_reset,
+                                     needs_values=cfg.algorithm.adv_type == "gae", should_stop=self.stop)
+        self._maybe_resume()
+        self.tracker = build_tracker(cfg.runner.logger, self.run_dir, cfg.model_dump(mode="json"),
+                                     total_steps_of(cfg), self.global_step, console=self.console)
+
+    def _maybe_resume(self) -> None:
+        checkpoint = ckpt.resolve_resume_dir(self.cfg.runner.resume_dir, self.run_dir)
+        if checkpoint is None:
+            return
+        self.group.load(checkpoint)
+        state = ckpt.read_trainer_state(checkpoint)
+        self.global_step, self.env_steps = state["global_step"], state["env_steps"]
+        self.sync.version = state.get("weight_version", 0)
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self) -> RunResult:
+        status = "finished"
+        last: dict[str, float] = {}
+        with self.stop:
+            try:
+                self._setup()
+                total = total_steps_of(self.cfg)
+                while self.global_step < total and not self.stop.requested:
+                    try:
+                        last = self._train_step()
+                    except InterruptedError:
+                        break
+                    if self.group.trainer.consecutive_skipped >= self.cfg.runner.max_consecutive_skipped:
+                        status = "diverged"
+                        break
+                    self._periodic(last, total)
+                if self.stop.requested:
+                    status = "interrupted"
+                if self.global_step > 0 and (self.last_checkpoint is None
+                                             or self.last_checkpoint.name != f"global_step_{self.global_step}"):
+                    self.save_checkpoint()
+            except WorkerError:
+                if not self.stop.requested:
+                    raise
+                status = "interrupted"  # workers stopped by the same Ctrl-C; state of the last step is kept
+                self.save_checkpoint()
+            finally:
+                self.close()
+        return RunResult(status, self.global_step, last, self.last_checkpoint, self.run_dir)
+
+    def _periodic(self, metrics: dict[str, float], total: int) -> None:
+        runner = self.cfg.runner
+        step = self.global_step
+        if runner.val_check_interval > 0 and (step % runner.val_check_interval == 0 or step == total):
+            evals = self.evaluate()
+            metrics.update(evals)
+            self.tracker.log(evals, step)
+            if evals:
+                self.tracker.print(f"step {step}: eval success_once {evals.get('eval/success_once', 0.0):.3f}")
+        if runner.save_interval > 0 and step % runner.save_interval == 0:
+            self.save_checkpoint()
+
+    def _collect(self) -> tuple[Any, dict[str, torch.Tensor], int]:
+        env_cfg = self.cfg.env.train
+        results = []
+        for epoch in range(env_cfg.rollout_epoch):
+            seed = env_cfg.seed + self.global_step * env_cfg.rollout_epoch + epoch
+            results.append(self.rollout.collect(seed))
+        episodes = {k: torch.cat([r.episodes[k] for r in results]) for k in results[0].episodes}
+        return concat_batches([r.batch for r in results]), episodes, sum(r.env_steps for r in results)
+
+    def _train_step(self) -> dict[str, float]:
+        from rlvla_cli.algorithms import compute_advantages, rollout_metrics
+
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        self.group.check_alive()
+        self.rollout_offloader.reload()
+        self.sync.sync()
+        timings["time/sync_weights"] = self.sync.last_seconds
+        self.actor_offloader.offload()
+        tick = time.perf_counter()
+        batch, episodes, env_steps = self._collect()
+        timings["time/generate_rollouts"] = time.perf_counter() - tick
+        self.actor_offloader.reload()
+        self.rollout_offloader.offload()
+        tick = time.perf_counter()
+        compute_advantages(batch, self.cfg.algorithm)
+        timings["time/cal_adv_and_returns"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        train_metrics = self.group.train(batch, self.global_step)
+        timings["time/actor_training"] = time.perf_counter() - tick
+        self.global_step += 1
+        self.env_steps += env_steps
+        self.rng_snapshot = ckpt.capture_rng_state()
+        timings["time/step"] = time.perf_counter() - start
+        metrics = {**episode_metrics(episodes), **rollout_metrics(batch), **train_metrics, **timings}
+        metrics["perf/env_steps_per_s"] = env_steps / max(timings["time/generate_rollouts"], 1e-9)
+        metrics["perf/total_env_steps"] = float(self.env_steps)
+        metrics["train/weight_version"] = float(self.sync.version)
+        self.tracker.log(metrics, self.global_step)
+        return metrics
+
+    # ------------------------------------------------------------------------------------------ eval / ckpt
+    def evaluate(self) -> dict[str, float]:
+        """Greedy evaluation of the current weights on ``env.eval``."""
+        from rlvla_cli.runtime.evaluator import InLoopEvaluator
+
+        if self.evaluator is None:
+            self.evaluator = InLoopEvaluator(self.cfg.env.eval, self.cfg.rollout.sampling)
+        self.rollout_offloader.reload()
+        self.sync.sync()
+        return self.evaluator.evaluate(self.rollout_policy)
+
+    def save_checkpoint(self) -> Path:
+        """Atomic checkpoint of the last finished step (every rank's engine + RNG, HF weights, counters)."""
+        from rlvla_cli.config.loader import dump_config
+        from rlvla_cli.runtime.weight_sync import gathered
+
+        staging = ckpt.staging_dir(self.run_dir, self.global_step)
+        self.group.save(staging, rank0_rng=self.rng_snapshot)
+        with gathered(self.group.module):
+            ckpt.save_policy_weights(self.group.module, staging / "policy")
+        ckpt.write_json(staging / ckpt.TRAINER_STATE, {
+            "global_step": self.global_step, "env_steps": self.env_steps, "weight_version": self.sync.version,
+            "optimizer_steps": self.group.trainer.optimizer_steps,
+            "skipped_steps": self.group.trainer.skipped_steps,
+        })
+        (staging / "config.yaml").write_text(dump_config(self.cfg))
+        self.last_checkpoint = ckpt.commit(staging, self.global_step)
+        ckpt.prune(self.run_dir, keep_last=getattr(self.cfg.runner, "keep_last_checkpoints", 3))
+        if self.tracker is not None:
+            self.tracker.print(f"checkpoint: {self.last_checkpoint}")
+        return self.last_checkpoint
+
+    def close(self) -> None:
+        """Stop every child and release every shared-memory segment (idempotent)."""
+        for closer in (self.pool, self.evaluator, self.group, self.tracker):
+            if closer is not None:
+                try:
+                    closer.close()
+                except Exception:  # noqa: BLE001 - keep closing the others
+                    pass
+        self.pool = self.evaluator = self.group = self.tracker = None

@@ -1,0 +1,224 @@
+"""The trainer: a DeepSpeed engine around the policy, running the algorithm core's update.
+
+One ``Trainer`` per actor rank (data parallel). DeepSpeed runs with ``managed_gradient_accumulation: false``:
+the update's ``backward`` hook only accumulates gradients locally and its ``step`` hook is the accumulation
+boundary (reduce, clip, optimizer step), so an uneven last micro-batch needs no special case.
+A torch AdamW is passed in (no DeepSpeed op is JIT-compiled on a CPU); its two param groups carry ``lr`` and
+``value_lr``. Non-finite gradients skip the optimizer step (DeepSpeed's overflow path for ZeRO >= 1 and bf16,
+:class:`FiniteAdamW` for ZeRO 0) and are counted as skipped steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlvla_cli.algorithms.update import StepResult
+from rlvla_cli.errors import ConfigError
+
+UpdateFn = Callable[..., dict[str, float]]
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    """Multiplier of the base lr at optimizer step ``step`` (0-based): linear warm-up from 0 over
+    ``warmup_steps``, then ``constant``, ``cosine`` (to 0 at ``total_steps``) or ``linear`` decay."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant" or total_steps <= warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    raise ValueError(f"unknown lr schedule {schedule!r}")
+
+
+class FiniteAdamW(torch.optim.AdamW):
+    """AdamW that clips the global gradient norm itself and skips the step when it is not finite.
+
+    Used under ZeRO 0 (where DeepSpeed hands the step straight to the torch optimizer). Exposes
+    ``overflow`` and ``_global_grad_norm``, which DeepSpeed's engine reads after ``step`` (skipped-step count,
+    ``get_global_grad_norm``). ``clip_grad`` 0 disables clipping (the norm is still measured).
+    """
+
+    def __init__(self, params, clip_grad: float = 0.0, **kwargs):
+        super().__init__(params, **kwargs)
+        self.clip_grad = clip_grad
+        self.overflow = False
+        self._global_grad_norm: float | None = None
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.clip_grad if self.clip_grad > 0 else float("inf"))
+        self._global_grad_norm = float(norm)
+        self.overflow = not math.isfinite(self._global_grad_norm)
+        if self.overflow:
+            return None
+        return super().step(closure)
+
+
+def build_param_groups(policy: torch.nn.Module, lr: float, value_lr: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: policy parameters at ``lr`` and value-head parameters at ``value_lr`` (empty groups
+    are dropped). Each group remembers its ``base_lr`` for the schedule and its ``name``."""
+    value_params = [p for p in policy.value_head_parameters() if p.requires_grad]
+    value_ids = {id(p) for p in value_params}
+    policy_params = [p for p in policy.parameters() if p.requires_grad and id(p) not in value_ids]
+    groups = [
+        {"params": policy_params, "lr": lr, "base_lr": lr, "name": "policy"},
+        {"params": value_params, "lr": value_lr, "base_lr": value_lr, "name": "value"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def deepspeed_config(actor_cfg: Any, dp_size: int, on_gpu: bool) -> dict[str, Any]:
+    """DeepSpeed config dict from ``actor`` (micro/global batch, optim.clip_grad, deepspeed.*).
+
+    gradient_accumulation_steps = global_batch_size / (micro_batch_size x dp_size); raises ConfigError when it
+    does not divide. bf16 only on GPUs (a CPU run trains in fp32).
+    """
+    micro, global_batch = actor_cfg.micro_batch_size, actor_cfg.global_batch_size
+    if global_batch % (micro * dp_size):
+        raise ConfigError(
+            f"global_batch_size {global_batch} is not divisible by micro_batch_size {micro} x {dp_size} trainer ranks",
+            key="actor.global_batch_size",
+            fix=f"use a multiple of {micro * dp_size}",
+        )
+    ds = actor_cfg.deepspeed
+    zero: dict[str, Any] = {"stage": int(ds.zero_stage)}
+    if ds.offload_optimizer and ds.zero_stage > 0:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
+    if ds.offload_param and ds.zero_stage == 3:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": on_gpu}
+    return {
+        "train_batch_size": global_batch,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": global_batch // (micro * dp_size),
+        "managed_gradient_accumulation": False,
+        # ZeRO >= 1 clips (and detects inf/NaN) inside DeepSpeed; ZeRO 0 leaves both to FiniteAdamW.
+        "gradient_clipping": float(actor_cfg.optim.clip_grad) if ds.zero_stage > 0 else 0.0,
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "bf16": {"enabled": bool(ds.bf16 and on_gpu)},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+class Trainer:
+    """The DeepSpeed engine of one actor rank and the update around it.
+
+    policy: the VLAPolicy to train (moved to ``device``); actor_cfg / algo_cfg: ``actor`` and ``algorithm``;
+    dp_size: trainer ranks (torch.distributed must already be initialised, see ``launcher.init_distributed``);
+    total_optimizer_steps: for cosine / linear lr decay; update_fn: the algorithm core's ``update_epoch``.
+    """
+
+    def __init__(self, policy: torch.nn.Module, actor_cfg: Any, algo_cfg: Any, dp_size: int, device: str,
+                 total_optimizer_steps: int, update_fn: UpdateFn | None = None):
+        import deepspeed
+
+        self.actor_cfg, self.algo_cfg, self.device = actor_cfg, algo_cfg, torch.device(device)
+        self.dp_size, self.total_optimizer_steps = dp_size, total_optimizer_steps
+        optim = actor_cfg.optim
+        groups = build_param_groups(policy, optim.lr, optim.value_lr)
+        optimizer = FiniteAdamW(
+            groups, clip_grad=optim.clip_grad if actor_cfg.deepspeed.zero_stage == 0 else 0.0,
+            betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay,
+        )
+        config = deepspeed_config(actor_cfg, dp_size, self.device.type == "cuda")
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=policy.to(self.device), optimizer=optimizer, config=config,
+        )
+        self.update_fn = update_fn
+        self.optimizer_steps = 0  # applied + skipped optimizer steps (drives the lr schedule)
+        self.skipped_steps = 0
+        self.consecutive_skipped = 0
+        self.generator = torch.Generator().manual_seed(0)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.engine.module
+
+    def _groups(self) -> list[dict[str, Any]]:
+        # The torch optimizer's groups (DeepSpeed's ZeRO wrapper shares them through .optimizer).
+        base = getattr(self.optimizer, "optimizer", self.optimizer)
+        return base.param_groups
+
+    def _set_lrs(self) -> None:
+        factor = lr_factor(self.optimizer_steps, self.actor_cfg.optim.warmup_steps, self.total_optimizer_steps,
+                           self.actor_cfg.optim.lr_scheduler)
+        for group in self._groups():
+            group["lr"] = group["base_lr"] * factor
+
+    def _poison_gradients(self) -> None:
+        """Make the accumulated gradients NaN so the optimizer's own overflow path drops them (DeepSpeed clears
+        its partitioned buffers there; FiniteAdamW under ZeRO 0) and the skipped step is counted."""
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        poison = sum((p * float("nan")).sum() for p in params)
+        self.engine.backward(poison, scale_wrt_gas=False)
+
+    def _step_hook(self, boundary: bool, skip: bool) -> StepResult | None:
+        """C's ``step`` hook: at a global-batch boundary apply (or skip) the DeepSpeed step."""
+        if not boundary:
+            return None  # unmanaged accumulation: backward() only accumulated locally
+        if skip:
+            self._poison_gradients()
+        self._set_lrs()
+        self.engine.step()
+        applied = bool(self.engine.was_step_applied())
+        self.optimizer_steps += 1
+        self.skipped_steps += 0 if applied else 1
+        self.consecutive_skipped = 0 if applied else self.consecutive_skipped + 1
+        norm = self.engine.get_global_grad_norm()
+        return StepResult(float("nan") if norm is None else float(norm), not applied)
+
+    def train(self, batch: Any, global_step: int) -> dict[str, float]:
+        """``algorithm.update_epoch`` passes of the update on this rank's shard ``batch`` (a RolloutBatch with
+        advantages; the trainer's ``global_batch_size`` is split over the data-parallel ranks by the update).
+        Returns this rank's metrics (``train/actor/*``, ``train/critic/*``, ``train/skipped_steps``)."""
+        from rlvla_cli.algorithms import train_on_batch
+
+        self.engine.train()
+        update = self.update_fn or train_on_batch
+        metrics = update(
+            self.module, batch.to(self.device), self.optimizer, self.algo_cfg,
+            micro_batch_size=self.actor_cfg.micro_batch_size,
+            global_batch_size=self.actor_cfg.global_batch_size,
+            data_parallel_size=self.dp_size,
+            clip_grad=None,  # clipping happens in DeepSpeed (ZeRO >= 1) or FiniteAdamW (ZeRO 0)
+            critic_warmup_active=global_step < self.actor_cfg.optim.critic_warmup_steps,
+            backward=lambda loss: self.engine.backward(loss, scale_wrt_gas=False),
+            step=self._step_hook,
+            generator=self.generator,
+        )
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics["train/consecutive_skipped"] = float(self.consecutive_skipped)
+        return metrics
+
+    def state_dict_extra(self) -> dict[str, Any]:
+        """Counters that live outside DeepSpeed's engine checkpoint (one key: DeepSpeed owns the plain names)."""
+        return {"rlvla_trainer": {"optimizer_steps": self.optimizer_steps, "skipped_steps": self.skipped_steps,
+                                  "consecutive_skipped": self.consecutive_skipped,
+                                  "generator": self.generator.get_state()}}
+
+    def save(self, directory: Path) -> None:
+        """DeepSpeed engine state of this rank (module, optimizer, ZeRO partitions) + counters (collective)."""
+        self.engine.save_checkpoint(str(directory / "engine"), tag="state", client_state=self.state_dict_extra(),
+                                    save_latest=False)
+
+    def load(self, directory: Path) -> None:
+        """Restore what ``save`` wrote (collective)."""
+        _, client = self.engine.load_checkpoint(str(directory / "engine"), tag="state", load_optimizer_states=True,
+                                                load_lr_scheduler_states=False)
+        if client is None:
+            raise FileNotFoundError(f"no engine checkpoint under {directory / 'engine'}")
+        state = client["rlvla_trainer"]
+        self.optimizer_steps, self.skipped_steps = state["optimizer_steps"], state["skipped_steps"]
+        self.consecutive_skipped = state["consecutive_skipped"]
+        self.generator.set_state(state["generator"])

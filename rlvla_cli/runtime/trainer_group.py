@@ -1,0 +1,196 @@
+"""All trainer ranks behind one handle: the driver is rank 0; ranks 1..N-1 are spawned followers.
+
+Rank 0 broadcasts a command (``train`` / ``save`` / ``load`` / ``stop``), scatters each rank its slice of the
+rollout batch (envs split along B), and gathers the metrics (averaged over ranks). DeepSpeed all-reduces the
+gradients inside the step, so every rank's module holds the same weights afterwards.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from rlvla_cli.algorithms.batch import RolloutBatch
+from rlvla_cli.errors import ConfigError, WorkerError
+from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.runtime.launcher import free_port, init_distributed, spawn_process, stop_processes
+from rlvla_cli.runtime.signals import die_with_parent, ignore_interrupts
+from rlvla_cli.runtime.trainer import Trainer
+
+PolicyFactory = Callable[[Any, str], torch.nn.Module]
+
+
+def default_policy_factory(cfg: Any, device: str) -> torch.nn.Module:
+    """``build_policy(cfg.actor.model)`` on ``device`` (seeded by the caller so every rank starts equal)."""
+    from rlvla_cli.models.registry import build_policy
+
+    return build_policy(cfg.actor.model, device=device)
+
+
+def split_batch(batch: RolloutBatch, parts: int) -> list[RolloutBatch]:
+    """``parts`` slices of the env axis B (``[T, B, ...]`` fields, ``[B, ...]`` for last_values / scores)."""
+    if batch.num_envs % parts:
+        raise ConfigError(
+            f"the rollout has {batch.num_envs} envs, which do not split evenly over {parts} trainer ranks",
+            key="env.train.total_num_envs", fix=f"use a multiple of {parts} envs (x rollout_epoch)",
+        )
+    size = batch.num_envs // parts
+    out = []
+    for i in range(parts):
+        cut = slice(i * size, (i + 1) * size)
+        kwargs = {}
+        for f in fields(batch):
+            value = getattr(batch, f.name)
+            batch_first = f.name in ("last_values", "episode_scores")
+            if isinstance(value, dict):
+                kwargs[f.name] = {k: v[:, cut] for k, v in value.items()}
+            elif isinstance(value, torch.Tensor):
+                kwargs[f.name] = value[cut] if batch_first else value[:, cut]
+            else:
+                kwargs[f.name] = value
+        out.append(RolloutBatch(**kwargs))
+    return out
+
+
+def _mean_metrics(per_rank: list[dict[str, float]]) -> dict[str, float]:
+    names = {k for m in per_rank for k in m}
+    return {k: sum(m[k] for m in per_rank if k in m) / sum(1 for m in per_rank if k in m) for k in sorted(names)}
+
+
+def _build_trainer(cfg: Any, rank: int, world: int, device: str, total_optimizer_steps: int,
+                   factory: PolicyFactory) -> Trainer:
+    torch.manual_seed(cfg.runner.seed)  # identical initial weights on every rank
+    policy = factory(cfg, device)
+    trainer = Trainer(policy, cfg.actor, cfg.algorithm, world, device, total_optimizer_steps)
+    torch.manual_seed(cfg.runner.seed + 1000 * rank)  # distinct streams afterwards (rank 0 samples rollouts)
+    return trainer
+
+
+def follower_main(cfg: Any, rank: int, world: int, port: int, device: str, total_optimizer_steps: int,
+                  factory: PolicyFactory) -> None:
+    """Entry point of trainer rank ``rank`` >= 1: serve rank 0's commands until ``stop``."""
+    ignore_interrupts()
+    die_with_parent()
+    torch.set_num_threads(1)
+    try:
+        init_distributed(rank, world, device, master_port=port)
+        trainer = _build_trainer(cfg, rank, world, device, total_optimizer_steps, factory)
+        while True:
+            holder = [None]
+            dist.broadcast_object_list(holder, src=0)
+            command = holder[0]
+            if command[0] == "stop":
+                break
+            _serve_command(trainer, command, rank)
+    except Exception:  # noqa: BLE001 - report, then exit non-zero so rank 0 sees the peer go away
+        traceback.print_exc()
+        raise SystemExit(1) from None
+
+
+def _serve_command(trainer: Trainer, command: tuple, rank: int) -> None:
+    if command[0] == "train":
+        shard = [None]
+        dist.scatter_object_list(shard, None, src=0)
+        metrics = trainer.train(shard[0], command[1])
+        dist.gather_object(metrics, None, dst=0)
+    elif command[0] == "save":
+        trainer.save(Path(command[1]))
+        ckpt.save_rng(Path(command[1]), f"rank_{rank}")
+        dist.barrier()
+    elif command[0] == "load":
+        trainer.load(Path(command[1]))
+        ckpt.load_rng(Path(command[1]), f"rank_{rank}")
+        dist.barrier()
+    else:
+        raise ValueError(f"unknown trainer command {command!r}")
+
+
+class TrainerGroup:
+    """Rank 0 (in this process) plus ``len(devices) - 1`` follower processes.
+
+    devices: one device string per trainer rank (from the resolved placement's actor processes).
+    """
+
+    def __init__(self, cfg: Any, devices: list[str], total_optimizer_steps: int,
+                 factory: PolicyFactory = default_policy_factory):
+        self.world = len(devices)
+        self.followers: list = []
+        port = free_port()
+        for rank in range(1, self.world):
+            self.followers.append(spawn_process(
+                follower_main, (cfg, rank, self.world, port, devices[rank], total_optimizer_steps, factory),
+                name=f"rlvla-trainer-{rank}"))
+        try:
+            init_distributed(0, self.world, devices[0], master_port=port)
+            self.trainer = _build_trainer(cfg, 0, self.world, devices[0], total_optimizer_steps, factory)
+        except BaseException:
+            stop_processes(self.followers, timeout_s=2.0)
+            raise
+        self._closed = False
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.trainer.module
+
+    def check_alive(self) -> None:
+        """Raise WorkerError when a follower rank died."""
+        for rank, proc in enumerate(self.followers, start=1):
+            if not proc.is_alive():
+                raise WorkerError(f"trainer rank {rank} (pid {proc.pid}) died with exit code {proc.exitcode}")
+
+    def _command(self, *command: Any) -> None:
+        if self.world > 1:
+            self.check_alive()
+            dist.broadcast_object_list([command], src=0)
+
+    def train(self, batch: RolloutBatch, global_step: int) -> dict[str, float]:
+        """One training step over all ranks; metrics averaged over ranks."""
+        if self.world == 1:
+            return self.trainer.train(batch, global_step)
+        self._command("train", global_step)
+        shard = [None]
+        dist.scatter_object_list(shard, split_batch(batch, self.world), src=0)
+        metrics = self.trainer.train(shard[0], global_step)
+        gathered: list = [None] * self.world
+        dist.gather_object(metrics, gathered, dst=0)
+        return _mean_metrics(gathered)
+
+    def save(self, staging: Path, rank0_rng: dict | None = None) -> None:
+        """Every rank's engine state and RNG into ``staging`` (rank 0's RNG from ``rank0_rng`` when given: the
+        snapshot taken at the end of the last finished step)."""
+        self._command("save", str(staging))
+        self.trainer.save(staging)
+        (staging / "rng").mkdir(parents=True, exist_ok=True)
+        if rank0_rng is None:
+            ckpt.save_rng(staging, "rank_0")
+        else:
+            torch.save({"process": rank0_rng, "extra": {}}, staging / "rng" / "rank_0.pt")
+        if self.world > 1:
+            dist.barrier()
+
+    def load(self, checkpoint: Path) -> None:
+        self._command("load", str(checkpoint))
+        self.trainer.load(checkpoint)
+        ckpt.load_rng(checkpoint, "rank_0")
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.world > 1 and all(p.is_alive() for p in self.followers):
+            try:
+                dist.broadcast_object_list([("stop",)], src=0)
+            except Exception:  # noqa: BLE001 - a dead peer; the processes are stopped below
+                pass
+        stop_processes(self.followers, timeout_s=timeout_s)
+        from rlvla_cli.runtime.launcher import shutdown_distributed
+
+        shutdown_distributed()

@@ -1,0 +1,89 @@
+"""The DeepSpeed trainer: config, lr schedule, real updates with the algorithm core, NaN skips, save/load."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from conftest import synthetic_batch
+from tiny_policy import TinyPolicy
+
+from rlvla_cli.algorithms import compute_advantages
+from rlvla_cli.config.actor import ActorConfig
+from rlvla_cli.config.algorithm import AlgorithmConfig
+from rlvla_cli.errors import ConfigError
+from rlvla_cli.runtime.trainer import Trainer, deepspeed_config, lr_factor
+
+
+def actor_cfg(stage: int = 0, **optim) -> ActorConfig:
+    return ActorConfig.model_validate({
+        "micro_batch_size": 4, "global_batch_size": 16,
+        "optim": {"lr": 1e-2, "value_lr": 1e-2, "clip_grad": 1.0, **optim},
+        "deepspeed": {"zero_stage": stage, "bf16": True},
+        "model": {"model_type": "small"},
+    })
+
+
+def test_lr_factor_schedules():
+    assert lr_factor(0, 4, 100, "constant") == 0.25  # warm-up: (step + 1) / warmup
+    assert lr_factor(3, 4, 100, "constant") == 1.0
+    assert lr_factor(50, 0, 100, "cosine") == pytest.approx(0.5)  # half way: (1 + cos(pi / 2)) / 2
+    assert lr_factor(100, 0, 100, "cosine") == pytest.approx(0.0)
+    assert lr_factor(25, 0, 100, "linear") == pytest.approx(0.75)
+
+
+def test_deepspeed_config_accumulation_and_errors():
+    config = deepspeed_config(actor_cfg(stage=2, clip_grad=2.0), dp_size=2, on_gpu=False)
+    assert config["gradient_accumulation_steps"] == 2  # 16 / (4 x 2)
+    assert config["gradient_clipping"] == 2.0 and config["zero_optimization"]["stage"] == 2
+    assert config["bf16"]["enabled"] is False  # CPU trains in fp32
+    assert deepspeed_config(actor_cfg(stage=0), 1, on_gpu=True)["gradient_clipping"] == 0.0  # FiniteAdamW clips
+    with pytest.raises(ConfigError, match="global_batch_size"):
+        deepspeed_config(actor_cfg(), dp_size=3, on_gpu=False)
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_update_changes_weights_and_skips_nan(single_rank_group, stage):
+    torch.manual_seed(0)
+    policy = TinyPolicy()
+    algo = AlgorithmConfig(update_epoch=1)
+    batch = synthetic_batch(policy)
+    compute_advantages(batch, algo)
+    trainer = Trainer(policy, actor_cfg(stage), algo, dp_size=1, device="cpu", total_optimizer_steps=10)
+    before = copy.deepcopy(trainer.module.state_dict())
+    metrics = trainer.train(batch, global_step=0)
+    assert metrics["train/skipped_steps"] == 0 and math.isfinite(metrics["train/actor/grad_norm"])
+    assert trainer.optimizer_steps == 2  # 32 samples / global batch 16
+    changed = any(not torch.equal(before[k], v) for k, v in trainer.module.state_dict().items())
+    assert changed
+    trainer.module.nan_on_evaluate = True
+    after_good = copy.deepcopy(trainer.module.state_dict())
+    metrics = trainer.train(batch, global_step=1)
+    assert metrics["train/skipped_steps"] == 2 and trainer.consecutive_skipped == 2
+    for key, value in trainer.module.state_dict().items():
+        assert torch.equal(after_good[key], value), f"{key} changed during a skipped update"
+
+
+def test_save_load_round_trip(single_rank_group, tmp_path):
+    algo = AlgorithmConfig(update_epoch=1)
+
+    def fresh() -> Trainer:
+        torch.manual_seed(0)
+        return Trainer(TinyPolicy(), actor_cfg(0), algo, dp_size=1, device="cpu", total_optimizer_steps=10)
+
+    torch.manual_seed(1)
+    batch = synthetic_batch(TinyPolicy(), seed=1)
+    compute_advantages(batch, algo)
+    first = fresh()
+    first.train(batch, 0)
+    first.save(tmp_path)
+    expected = first.train(batch, 1)
+    second = fresh()
+    second.load(tmp_path)
+    assert second.optimizer_steps == 2
+    got = second.train(batch, 1)
+    assert got["train/actor/policy_loss"] == pytest.approx(expected["train/actor/policy_loss"], abs=1e-7)
+    for (name, a), b in zip(first.module.state_dict().items(), second.module.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-7), name
