@@ -22,9 +22,10 @@ def eval_sets_of(cfg: Any) -> dict[str, Any]:
 
 
 def default_workers(env_cfg: Any) -> int:
-    """Env worker processes: the built-in task runs in this process; simulators get the largest divisor of
-    ``total_num_envs`` that does not exceed the CPU count."""
-    if getattr(env_cfg, "env_type", "builtin") == "builtin":
+    """Env worker processes: the built-in task and GPU-simulated ManiSkill (one simulator for all envs) run in
+    this process; CPU simulators get the largest divisor of ``total_num_envs`` not above the CPU count."""
+    env_type = getattr(env_cfg, "env_type", "builtin")
+    if env_type == "builtin" or (env_type == "maniskill" and env_cfg.init_params.sim_backend == "physx_cuda"):
         return 1
     cpus = max(1, os.cpu_count() or 1)
     total = env_cfg.total_num_envs
@@ -45,6 +46,34 @@ def default_out_dir(cfg: Any) -> Path:
     return run_dir_of(cfg) / "eval" / time.strftime("%Y%m%d-%H%M%S")
 
 
+def evaluate_all(policy: Any, cfg: Any, episodes: int | None, greedy: bool, out_dir: Path, console: Console) -> Any:
+    """Every eval set of ``cfg`` with a progress bar; videos under ``out_dir/videos/<set>``."""
+    from rlvla_cli.evaluation.report import EvalResult
+    from rlvla_cli.evaluation.runner import evaluate_policy
+
+    result = EvalResult()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar:
+        for name, env_cfg in eval_sets_of(cfg).items():
+            job = bar.add_task(f"eval set {name}", total=None)
+            videos = video_count(env_cfg)
+            result = result.merge(
+                evaluate_policy(
+                    policy,
+                    env_cfg,
+                    episodes,
+                    greedy,
+                    out_dir / "videos" / name if videos else None,
+                    eval_set=name,
+                    sampling_cfg=cfg.rollout.sampling,
+                    num_workers=default_workers(env_cfg),
+                    num_videos=videos,
+                    progress=lambda done, total, job=job: bar.update(job, completed=done, total=total),
+                )
+            )
+    return result
+
+
 def run_eval(
     config: Path | None,
     checkpoint: Path | None,
@@ -58,8 +87,7 @@ def run_eval(
 
     from rlvla_cli.errors import UserError
     from rlvla_cli.evaluation.checkpoint_loading import load_checkpoint_policy, load_eval_config, resolve_checkpoint
-    from rlvla_cli.evaluation.report import EvalResult, results_table
-    from rlvla_cli.evaluation.runner import evaluate_policy
+    from rlvla_cli.evaluation.report import results_table
 
     if episodes is not None and episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {episodes}", key="--episodes")
@@ -71,20 +99,7 @@ def run_eval(
     policy = load_checkpoint_policy(cfg, device)
     out_dir = Path(out) if out is not None else default_out_dir(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = EvalResult()
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-    ) as bar:
-        for name, env_cfg in eval_sets_of(cfg).items():
-            job = bar.add_task(f"eval set {name}", total=None)
-            videos = video_count(env_cfg)
-            result = result.merge(
-                evaluate_policy(
-                    policy, env_cfg, episodes, greedy, out_dir / "videos" / name if videos else None,
-                    eval_set=name, sampling_cfg=cfg.rollout.sampling, num_workers=default_workers(env_cfg),
-                    num_videos=videos, progress=lambda done, total, job=job: bar.update(job, completed=done, total=total),
-                )
-            )  # fmt: skip
+    result = evaluate_all(policy, cfg, episodes, greedy, out_dir, console)
     result.meta.update(
         checkpoint=str(checkpoint) if checkpoint is not None else None,
         checkpoint_kind=resolved.kind if resolved is not None else None,

@@ -49,14 +49,19 @@ def run_train(config: Path | None, overrides: list[str]) -> None:
 
     console = Console(stderr=True)
     cfg = load_config(config, overrides)
-    if cfg.cluster.num_nodes > 1 and os.environ.get("RANK") is None:
+    from rlvla_cli.runtime.launcher import launched_externally
+
+    if cfg.cluster.num_nodes > 1 and not launched_externally():
         raise UserError(
             "multi-node runs are started by DeepSpeed's launcher on every node",
             key="cluster.num_nodes",
-            fix="run `deepspeed --hostfile <hosts> --module rlvla_cli train ...` "
+            fix="run `deepspeed --hostfile <hosts> --no_local_rank --module rlvla_cli train ...` "
                 "(rlvla_cli.runtime.launcher.multinode_command builds it from cluster.hosts)",
         )
     placement, offload = hardware_placement(cfg)
+    if launched_externally() and int(os.environ["RANK"]) > 0:
+        _serve_as_follower(cfg, placement)
+        return
     where = "CPU" if placement.cpu_mode else f"{placement.total_gpus} GPU(s)"
     console.print(f"[bold]rlvla train[/]: {placement.mode} placement on {where}; "
                   f"actor x{placement.actor_dp_size}, env workers x{placement.env_workers}; "
@@ -72,3 +77,17 @@ def run_train(config: Path | None, overrides: list[str]) -> None:
         )
     if result.status == "interrupted":
         raise SystemExit(130)
+
+
+def _serve_as_follower(cfg: Any, placement: Any) -> None:
+    """A non-zero rank started by DeepSpeed's launcher: a trainer rank serving rank 0 (the driver)."""
+    from rlvla_cli.runtime.runner import optimizer_steps_per_training_step, total_steps_of
+    from rlvla_cli.runtime.trainer_group import follower_main
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    actor = placement.components["actor"].processes
+    if world != len(actor):
+        raise UserError(f"the launcher started {world} ranks but the placement has {len(actor)} actor processes",
+                        key="cluster.component_placement", fix="launch one process per actor slot")
+    total_opt = total_steps_of(cfg) * optimizer_steps_per_training_step(cfg)
+    follower_main(cfg, rank, world, None, actor[rank].device, total_opt)

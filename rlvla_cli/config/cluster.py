@@ -7,6 +7,7 @@ import re
 from pydantic import Field, field_validator, model_validator
 
 from rlvla_cli.config.base import StrictModel
+from rlvla_cli.config.messages import suggestion_text
 
 COMPONENTS = ("actor", "env", "rollout")
 # One rank spec: `all`, or comma-separated ints / ranges, optionally `:process ranks` in the same syntax.
@@ -61,10 +62,7 @@ class ClusterConfig(StrictModel):
             names = [name.strip() for name in key.split(",")]
             for name in names:
                 if name not in COMPONENTS:
-                    import difflib
-
-                    close = difflib.get_close_matches(name, COMPONENTS, n=1)
-                    hint = f" (did you mean `{close[0]}`?)" if close else ""
+                    hint = suggestion_text(name, COMPONENTS)
                     raise ValueError(f"unknown component `{name}` in key `{key}`{hint}; valid: {', '.join(COMPONENTS)}")
                 if name in seen:
                     raise ValueError(f"component `{name}` is placed twice")

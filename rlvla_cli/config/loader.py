@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
@@ -18,6 +18,9 @@ from rlvla_cli.config.merge import deep_merge
 from rlvla_cli.config.messages import did_you_mean, validation_to_config_error
 from rlvla_cli.config.overrides import apply_overrides, parse_override
 from rlvla_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
 
 BUILTIN_PRESET = "builtin_quickstart.yaml"
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -35,7 +38,7 @@ def preset_dirs() -> list[Path]:
 
 def load_config(
     path: Path | str | None, overrides: list[str] | tuple[str, ...] = (), *, check_placement: bool = False
-) -> Any:
+) -> RootConfig:
     """Load, compose, override, interpolate and validate a config; ``path=None`` loads the built-in quickstart.
 
     ``path`` may also be a shipped preset's name (``maniskill_ppo_openvlaoft``). With ``check_placement`` the
@@ -52,7 +55,7 @@ def load_config_dict(
     *,
     source: str = "<config>",
     check_placement: bool = False,
-) -> Any:
+) -> RootConfig:
     """Like `load_config` for an already composed mapping (no `defaults:` key left in it)."""
     from rlvla_cli.config.schema import RootConfig
 
@@ -68,7 +71,7 @@ def load_config_dict(
     return config
 
 
-def run_placement_rules(config: Any) -> None:
+def run_placement_rules(config: RootConfig) -> None:
     """Run the planner's divisibility rules when the placement package provides them."""
     try:
         from rlvla_cli.placement.planner import validate_placement_rules
@@ -79,7 +82,7 @@ def run_placement_rules(config: Any) -> None:
     validate_placement_rules(config)
 
 
-def dump_config(config: Any) -> str:
+def dump_config(config: RootConfig) -> str:
     """YAML of the fully resolved config (every key, no `defaults:`), loadable again with `load_config`."""
     data = config.model_dump(mode="json")
     return yaml.dump(
@@ -223,7 +226,7 @@ def _known_presets(folder: Path) -> list[str]:
 
 def interpolate(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Resolve ``${a.b}`` references (and ``${oc.env:VAR}``) with omegaconf; plain data passes through."""
-    if "${" not in yaml.safe_dump(data):
+    if not _has_interpolation(data):
         return data
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -240,3 +243,13 @@ def interpolate(data: dict[str, Any], source: str) -> dict[str, Any]:
             fix="point `${...}` at an existing dotted key (e.g. ${actor.model.num_action_chunks})",
         ) from None
     return resolved  # type: ignore[return-value]
+
+
+def _has_interpolation(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_has_interpolation(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_interpolation(item) for item in value)
+    return False

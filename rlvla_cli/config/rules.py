@@ -187,6 +187,11 @@ def config_warnings(cfg: Any) -> list[str]:
             f"actor.global_batch_size {cfg.actor.global_batch_size} exceeds the {samples} samples a step collects "
             "(envs x chunk steps x rollout_epoch): each step makes a single, smaller optimizer step."
         )
+    if cfg.env.eval.group_size > 1:
+        notes.append(
+            f"env.eval.group_size is {cfg.env.eval.group_size}: evaluation envs would share initial states in groups; "
+            "set env.eval.group_size: 1 for distinct ones."
+        )
     if not cfg.rollout.sampling.do_sample and cfg.runner.only_eval is False:
         notes.append("rollout.sampling.do_sample is false: greedy rollouts make PPO/GRPO ratios meaningless.")
     if "swanlab" in cfg.runner.logger.logger_backends and cfg.runner.logger.swanlab_mode == "cloud":

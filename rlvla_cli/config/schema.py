@@ -26,6 +26,12 @@ class EnvGroupConfig(StrictModel):
         description="Envs used for evaluation (`rlvla eval`, runner.val_check_interval); keys not given here "
         "are inherited from `train` (same env_type), so omitting it evaluates on the training envs."
     )
+    eval_sets: dict[str, EnvConfig] = Field(
+        default_factory=dict,
+        description="Extra evaluation sets (e.g. out-of-distribution splits), each reported on its own rows: "
+        "name -> env keys that override `env.eval` (same env_type), e.g. "
+        "{ood_objects: {init_params: {id: PutOnPlateInScene25VisionImage-v1}}}.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -34,10 +40,24 @@ class EnvGroupConfig(StrictModel):
             return data
         train, evaluation = data["train"], data.get("eval")
         if evaluation is None:
-            return {**data, "eval": copy.deepcopy(train)}
-        if isinstance(evaluation, dict) and evaluation.get("env_type", train.get("env_type")) == train.get("env_type"):
-            return {**data, "eval": deep_merge(train, evaluation)}  # eval inherits what it does not set
+            data = {**data, "eval": copy.deepcopy(train)}
+        elif isinstance(evaluation, dict) and evaluation.get("env_type", train.get("env_type")) == train.get(
+            "env_type"
+        ):
+            data = {**data, "eval": deep_merge(train, evaluation)}  # eval inherits what it does not set
+        return _merge_eval_sets(data)
+
+
+def _merge_eval_sets(data: dict) -> dict:
+    """Each extra eval set inherits every key it does not set from the (resolved) ``env.eval``."""
+    base, sets = data.get("eval"), data.get("eval_sets")
+    if not isinstance(base, dict) or not isinstance(sets, dict):
         return data
+    merged = {}
+    for name, override in sets.items():
+        same_sim = isinstance(override, dict) and override.get("env_type", base.get("env_type")) == base.get("env_type")
+        merged[name] = deep_merge(base, override) if same_sim else override
+    return {**data, "eval_sets": merged}
 
 
 class RootConfig(StrictModel):

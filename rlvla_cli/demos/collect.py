@@ -70,7 +70,8 @@ def collect(settings: CollectSettings, on_result: Callable[[dict, int], None] | 
     ) as pool:
         pending = []
         while len(done) < settings.num_demos:
-            while len(pending) < 2 * settings.workers and len(done) + len(pending) < settings.num_demos + settings.workers:
+            in_flight_cap = settings.num_demos + settings.workers  # a few extra seeds cover planner failures
+            while len(pending) < 2 * settings.workers and len(done) + len(pending) < in_flight_cap:
                 pending.append(pool.apply_async(_collect_one, (next(candidates), str(out))))
             ready = [p for p in pending if p.ready()]
             if not ready:

@@ -5,6 +5,7 @@ The table spans ``[-1, 1]^2`` in task units; image row 0 is the table's far edge
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # (name, RGB) of the objects; names are what the instructions say.
@@ -26,16 +27,35 @@ GRIPPER_ARM_LENGTH = 0.16
 GRIPPER_ARM_WIDTH = 0.045
 
 
+def pixel_spans(centre: torch.Tensor, half: float, size: int, flip: bool) -> tuple[list[int], list[int]]:
+    """Pixel index ranges ``[lo, hi)`` whose centres lie strictly within ``centre +- half`` (table units).
+
+    centre: float ``[N]``; pixel j's centre is ``(j + 0.5) / size * 2 - 1`` (rows count from y = +1 when flip).
+    """
+    c = -centre if flip else centre
+    lo = torch.floor((c - half + 1.0) * size / 2.0 - 0.5).long() + 1
+    hi = torch.ceil((c + half + 1.0) * size / 2.0 - 0.5).long()
+    return lo.clamp(0, size).tolist(), hi.clamp(0, size).tolist()
+
+
 class TabletopRenderer:
-    """Draws B scenes at once into uint8 ``[B, H, W, 3]``; the pixel grid is built once per image size."""
+    """Draws B scenes into uint8 ``[B, H, W, 3]`` by filling axis-aligned rectangles (slices, no per-pixel
+    masks), which keeps rendering well under a millisecond per dozen images."""
 
     def __init__(self, image_size: int):
         self.image_size = image_size
         centres = (torch.arange(image_size, dtype=torch.float32) + 0.5) / image_size * 2.0 - 1.0
-        self._grid_x = centres.view(1, 1, image_size)  # [1, 1, W]
-        self._grid_y = centres.flip(0).view(1, image_size, 1)  # [1, H, 1]; row 0 is y = +1
-        border = (self._grid_x.abs() > 0.97) | (self._grid_y.abs() > 0.97)
+        border = (centres.view(1, -1).abs() > 0.97) | (centres.view(-1, 1).abs() > 0.97)
         self._background = torch.where(border.unsqueeze(-1), BORDER_RGB, TABLE_RGB)  # [H, W, 3]
+
+    def _fill(self, image: torch.Tensor, xy: torch.Tensor, half_x: float, half_y: float, colours: torch.Tensor):
+        """Fill one rectangle per env: centres ``xy`` [B, 2], colours uint8 [B, 3]."""
+        size = self.image_size
+        c0, c1 = pixel_spans(xy[:, 0], half_x, size, flip=False)
+        r0, r1 = pixel_spans(xy[:, 1], half_y, size, flip=True)
+        pixels, rgb = image.numpy(), colours.numpy()  # numpy slice writes cost ~1 us; torch's ~20 us
+        for b in range(len(rgb)):
+            pixels[b, r0[b] : r1[b], c0[b] : c1[b]] = rgb[b]
 
     def render(
         self, object_xy: torch.Tensor, object_colour: torch.Tensor, gripper_xy: torch.Tensor, closed: torch.Tensor
@@ -44,17 +64,12 @@ class TabletopRenderer:
         ``[B, 2]``, closed bool ``[B]`` -> uint8 ``[B, H, W, 3]``."""
         batch, num_objects = object_colour.shape
         size = self.image_size
-        image = self._background.expand(batch, size, size, 3).clone()
+        image = torch.from_numpy(np.repeat(self._background.numpy()[None], batch, axis=0))  # fast contiguous copy
         for k in range(num_objects):
-            dx = (self._grid_x - object_xy[:, k, 0].view(-1, 1, 1)).abs()
-            dy = (self._grid_y - object_xy[:, k, 1].view(-1, 1, 1)).abs()
-            mask = (dx < OBJECT_HALF_SIZE) & (dy < OBJECT_HALF_SIZE)  # [B, H, W]
-            colour = PALETTE_RGB[object_colour[:, k]].view(batch, 1, 1, 3)
-            image = torch.where(mask.unsqueeze(-1), colour, image)
+            self._fill(image, object_xy[:, k], OBJECT_HALF_SIZE, OBJECT_HALF_SIZE, PALETTE_RGB[object_colour[:, k]])
         # The gripper is a cross drawn on top: white when open, black when closed.
-        dx = (self._grid_x - gripper_xy[:, 0].view(-1, 1, 1)).abs()
-        dy = (self._grid_y - gripper_xy[:, 1].view(-1, 1, 1)).abs()
-        pixel = max(1.0 / size, GRIPPER_ARM_WIDTH)
-        cross = ((dx < pixel) & (dy < GRIPPER_ARM_LENGTH)) | ((dy < pixel) & (dx < GRIPPER_ARM_LENGTH))
-        colour = torch.where(closed.view(-1, 1, 1, 1), GRIPPER_CLOSED_RGB, GRIPPER_OPEN_RGB)
-        return torch.where(cross.unsqueeze(-1), colour, image)
+        arm = max(1.0 / size, GRIPPER_ARM_WIDTH)
+        colour = torch.where(closed.view(-1, 1), GRIPPER_CLOSED_RGB, GRIPPER_OPEN_RGB)
+        self._fill(image, gripper_xy, arm, GRIPPER_ARM_LENGTH, colour)
+        self._fill(image, gripper_xy, GRIPPER_ARM_LENGTH, arm, colour)
+        return image

@@ -122,7 +122,8 @@ class VideoRecorder:
         if not self._recording:
             return
         self._step += 1
-        labels = [f"t{self._step} r{float(r):+.2f}{' OK' if bool(s) else ''}" for r, s in zip(rewards, success)]
+        labels = [f"t{self._step} r{float(r):+.2f}{' OK' if bool(ok) else ''}"
+                  for r, ok in zip(rewards.tolist(), success.tolist(), strict=True)]
         self._frames.append(self._compose(obs_fn()["main_images"], labels))
 
     def on_chunk_end(self, final_mask: torch.Tensor) -> None:

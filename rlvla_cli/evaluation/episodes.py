@@ -8,6 +8,7 @@ episode ended stays frozen (its further actions are ignored) until the next wave
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -53,9 +54,7 @@ def sampling_for(greedy: bool, sampling_cfg: Any | None = None) -> SamplingParam
         return SamplingParams(do_sample=False)
     if sampling_cfg is None:
         return SamplingParams(do_sample=True)
-    sampling = SamplingParams.for_mode(sampling_cfg, "eval")
-    sampling.do_sample = True
-    return sampling
+    return dataclasses.replace(SamplingParams.for_mode(sampling_cfg, "eval"), do_sample=True)
 
 
 def run_wave(

@@ -1,9 +1,9 @@
 """What an eval set runs: how many episodes, which reset state ids, and how episodes map to table rows.
 
-- LIBERO: one row per task (grouped by the task's instruction). Reset state ids enumerate task x init state;
-  the adapter's contract is ``task = id % num_tasks``, ``init state = id // num_tasks``, so the first
-  ``N * num_tasks`` ids hold N init states of every task. The default N is 50 (LIBERO ships 50 init states per
-  task), i.e. RLinf's protocol of every task x trial.
+- LIBERO: one row per task (grouped by the task's instruction). The adapter flattens reset state ids task-major
+  (``envs/libero.py: state_id_to_task``: the ids of task t follow those of tasks 0..t-1, one per stored init
+  state), so N episodes of task t use init states 0..N-1 of that task (wrapping when N exceeds them). The
+  default N is every init state of every task (LIBERO ships 50 per task), RLinf's protocol of task x trial.
 - ManiSkill: one row per env id (a ManiSkill "task list" is several eval sets, one per id).
 - Built-in task: one row.
 """
@@ -64,15 +64,29 @@ def task_label(env_cfg: Any) -> str:
     return "builtin-tabletop"
 
 
-def make_plan(env_cfg: Any, episodes_per_task: int | None, seed: int | None = None) -> EvalPlan:
-    """Episodes per task (None: 50 init states per LIBERO task, one wave of ``total_num_envs`` otherwise)."""
-    tasks = num_tasks(env_cfg)
-    libero = getattr(env_cfg, "env_type", None) == "libero"
-    if episodes_per_task is None:
-        episodes_per_task = LIBERO_INIT_STATES if libero else env_cfg.total_num_envs
-    if episodes_per_task < 1:
+def libero_state_ids(counts: list[int], per_task: int | None) -> list[int]:
+    """Flattened ids of init states 0..per_task-1 of every task (task-major); ``counts``: init states per task;
+    None takes all of them. A task with fewer init states than ``per_task`` repeats them in order."""
+    ids, offset = [], 0
+    for count in counts:
+        wanted = count if per_task is None else per_task
+        ids.extend(offset + (i % count) for i in range(wanted))
+        offset += count
+    return ids
+
+
+def make_plan(
+    env_cfg: Any, episodes_per_task: int | None, seed: int | None = None, task_counts: list[int] | None = None
+) -> EvalPlan:
+    """Episodes per task (None: every LIBERO init state, one wave of ``total_num_envs`` otherwise).
+
+    task_counts: LIBERO's init states per task when the env is at hand (else 50 per task is assumed)."""
+    if episodes_per_task is not None and episodes_per_task < 1:
         raise ValueError(f"episodes per task must be >= 1, got {episodes_per_task}")
-    total = episodes_per_task * tasks
-    # LIBERO ids index task x init state, so they start at 0; elsewhere the seed shifts the scenes.
-    first = 0 if libero else (env_cfg.seed if seed is None else seed)
-    return EvalPlan(task_label(env_cfg), total, tuple(range(first, first + total)), per_task_rows=tasks > 1)
+    tasks = num_tasks(env_cfg)
+    if getattr(env_cfg, "env_type", None) == "libero":
+        ids = libero_state_ids(task_counts or [LIBERO_INIT_STATES] * tasks, episodes_per_task)
+        return EvalPlan(task_label(env_cfg), len(ids), tuple(ids), per_task_rows=tasks > 1)
+    total = env_cfg.total_num_envs if episodes_per_task is None else episodes_per_task
+    first = env_cfg.seed if seed is None else seed  # the seed shifts the scenes of seeded simulators
+    return EvalPlan(task_label(env_cfg), total, tuple(range(first, first + total)), per_task_rows=False)

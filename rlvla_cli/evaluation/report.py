@@ -45,7 +45,8 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
 class TaskResult:
     """The episodes of one task in one eval set.
 
-    successes: episodes with success_once; lengths / returns: per-episode values, in episode order.
+    successes: episodes with success_once; lengths / returns / success / state_ids: per-episode values, in
+    episode order (state_ids: the reset state of each episode, to replay a failure; empty when unknown).
     """
 
     eval_set: str
@@ -53,6 +54,8 @@ class TaskResult:
     successes: int
     lengths: list[int] = field(default_factory=list)
     returns: list[float] = field(default_factory=list)
+    success: list[bool] = field(default_factory=list)
+    state_ids: list[int] = field(default_factory=list)
 
     @property
     def episodes(self) -> int:

@@ -53,6 +53,8 @@ def _rows(records: list[EpisodeRecord], plan: EvalPlan, eval_set: str) -> list[T
         row.successes += int(record.success)
         row.lengths.append(record.length)
         row.returns.append(record.ret)
+        row.success.append(record.success)
+        row.state_ids.append(record.state_id)
     return list(rows.values())
 
 
@@ -92,25 +94,26 @@ def evaluate_policy(
     env: envs from ``open_eval_env`` to reuse (left open; their videos follow their own settings).
     The policy is put in eval mode and restored afterwards.
     """
-    plan = make_plan(env_cfg, num_episodes, seed)
     batch = env_cfg.total_num_envs
-    waves = plan.waves(batch)
     record_video = video_dir is not None and num_videos > 0
-    # In this process the recorder is closed after num_videos waves; worker processes own their recorders,
-    # so there one wave out of every k is recorded and about num_videos videos appear.
-    every_n = 1 if num_workers <= 1 or not record_video else max(1, math.ceil(len(waves) / num_videos))
+    # Worker processes own their recorders: there one wave out of every k is recorded so that about num_videos
+    # videos appear per worker; in this process the recorder is simply closed after num_videos waves.
+    waves_estimate = make_plan(env_cfg, num_episodes, seed).waves(batch)
+    every_n = 1 if num_workers <= 1 or not record_video else max(1, math.ceil(len(waves_estimate) / num_videos))
     cfg = eval_env_config(env_cfg, record_video, every_n)
     if video_dir is not None:
         Path(video_dir).mkdir(parents=True, exist_ok=True)
     chunk = int(getattr(policy, "num_action_chunks", 1))
-    sampling = sampling_for(greedy, sampling_cfg)
-    was_training = getattr(policy, "training", False)
-    policy.eval()
     owned = env is None
     if owned:
         env = _open_env(cfg, num_workers, str(video_dir) if record_video else None, eval_set, chunk)
     elif env.num_envs != batch:
         raise ValueError(f"env has {env.num_envs} envs but env_cfg.total_num_envs is {batch}")
+    plan = make_plan(env_cfg, num_episodes, seed, task_counts=getattr(env, "counts", None))
+    waves = plan.waves(batch)
+    sampling = sampling_for(greedy, sampling_cfg)
+    was_training = getattr(policy, "training", False)
+    policy.eval()
     records: list[EpisodeRecord] = []
     start, wall_start = time.monotonic(), time.time()
     try:
@@ -144,7 +147,5 @@ def evaluate_sets(
     result = EvalResult()
     for name, env_cfg in eval_sets.items():
         sub_dir = Path(video_dir) / name if video_dir is not None else None
-        result = result.merge(
-            evaluate_policy(policy, env_cfg, num_episodes, greedy, sub_dir, eval_set=name, **kwargs)
-        )
+        result = result.merge(evaluate_policy(policy, env_cfg, num_episodes, greedy, sub_dir, eval_set=name, **kwargs))
     return result

@@ -16,20 +16,42 @@ PROMPT = "In: What action should the robot take to {task}?\nOut:"
 PAD_TOKEN = "<PAD>"
 
 
+# Words robot instructions use, so the fallback BPE learns merges for them (prompts stay ~20-40 tokens).
+_CORPUS_WORDS = (
+    "in what action should the robot take to out pick up put place move push pull open close turn on off grasp "
+    "grab lift stack insert reach get the a an and then of in on into onto from to with at top bottom left right "
+    "front back side middle center red green blue yellow purple orange black white brown pink gray block cube "
+    "object square one bowl plate cup mug spoon fork knife towel drawer cabinet microwave stove sink basket box "
+    "bottle can carrot eggplant peg hole sphere gripper table shelf door handle lid pot pan"
+).split()
+
+
 def build_fallback_tokenizer(base_vocab_size: int):
-    """A ``PreTrainedTokenizerFast``: byte-level BPE without merges (every text encodes), ``<s>`` prepended
-    like Llama's, ``<PAD>`` added after the base vocabulary; ``tokenizer.vocab_size == base_vocab_size``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    """A ``PreTrainedTokenizerFast`` built in memory: byte-level BPE (every text encodes) with merges learned
+    from a small built-in word list and the prompt template, ``<s>`` prepended like Llama's, ``<PAD>`` added
+    after the base vocabulary, filler tokens up to ``base_vocab_size`` (``tokenizer.vocab_size`` equals it)."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[ch] = len(vocab)
-    if base_vocab_size < len(vocab):
-        raise ValueError(f"base vocabulary {base_vocab_size} is smaller than the byte alphabet ({len(vocab)})")
+    specials = ["<unk>", "<s>", "</s>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if base_vocab_size < len(alphabet) + len(specials) + 256:
+        raise ValueError(f"base vocabulary {base_vocab_size} leaves no room beside the byte alphabet and 256 actions")
+    trainer_tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    trainer_tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    budget = min(base_vocab_size - 256, 4000)  # keep the last 256 ids (the action tokens) free of text
+    trainer = trainers.BpeTrainer(vocab_size=budget, special_tokens=specials, initial_alphabet=alphabet,
+                                  show_progress=False)
+    corpus = [PROMPT.format(task=" ".join(_CORPUS_WORDS[i:i + 6])) for i in range(len(_CORPUS_WORDS))]
+    trainer_tok.train_from_iterator(corpus * 4 + _CORPUS_WORDS, trainer)
+    model = json.loads(trainer_tok.to_str())["model"]
+    vocab, merges = dict(model["vocab"]), [tuple(m) if isinstance(m, list) else tuple(m.split(" "))
+                                            for m in model["merges"]]
     while len(vocab) < base_vocab_size:
         vocab[f"<extra_{len(vocab)}>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])

@@ -43,6 +43,7 @@ class TransformerStack:
     extra_per_layer: int = 0
     embed_params: int = 0
     fused_qkv: bool = False
+    final_norm: bool = True
 
     @property
     def q_dim(self) -> int:
@@ -69,8 +70,8 @@ class TransformerStack:
         return linear + norms + self.extra_per_layer
 
     def params(self) -> int:
-        """All layers + the final norm + ``embed_params``."""
-        final_norm = self.hidden * (2 if self.layer_norm else 1)
+        """All layers + the final norm (when kept) + ``embed_params``."""
+        final_norm = self.hidden * (2 if self.layer_norm else 1) if self.final_norm else 0
         return self.num_layers * self.layer_params() + final_norm + self.embed_params
 
     def lora_params(self, rank: int) -> int:
@@ -196,10 +197,22 @@ def _vit_from_dims(name: str, d: Any, image_size: int) -> TransformerStack:
                      cls_tokens=cls_tokens, layer_scale=d.layer_scale)
 
 
-def openvla_arch(image_size: int = 224, vocab: int | None = None, dims: Any = None) -> ModelArch:
+def truncated_tower(stack: TransformerStack) -> TransformerStack:
+    """OpenVLA reads each tower's second-to-last block: the last block and the final norm are never run, and
+    ``models/`` builds the towers without them."""
+    return replace(stack, num_layers=stack.num_layers - 1, final_norm=False)
+
+
+def openvla_arch(
+    image_size: int = 224, vocab: int | None = None, dims: Any = None, *, as_built: bool = True
+) -> ModelArch:
     """OpenVLA: DINOv2 + SigLIP (features concatenated: 1024 + 1152 = 2176) -> projector
     (2176 -> 8704 -> 4096 -> 4096) -> Llama-2-7B. ``dims``: a ``models.presets.OpenVLADims`` for the
-    tiny / small presets (None: full size); ``vocab`` overrides the embedding rows."""
+    tiny / small presets (None: full size); ``vocab`` overrides the embedding rows.
+
+    ``as_built`` (what occupies GPU memory): towers without their unused last block, final norm and SigLIP's
+    MAP head (7,498,156,704 parameters at full size); ``as_built=False`` counts the published checkpoint
+    (7,541,237,184 at full size)."""
     if dims is None:
         dino, siglip, llm = dinov2_vit_large(image_size), siglip_so400m(image_size, fused_qkv=True), llama2_7b_stack()
         vocab = vocab or OPENVLA_VOCAB
@@ -212,6 +225,8 @@ def openvla_arch(image_size: int = 224, vocab: int | None = None, dims: Any = No
                           lm.num_key_value_heads, name="llama")
         vocab = vocab or lm.vocab_size
         map_head = siglip_map_head_params(siglip.hidden, siglip.intermediate) if dims.siglip.attn_pool else 0
+    if as_built:
+        dino, siglip, map_head = truncated_tower(dino), truncated_tower(siglip), 0
     vision_dim = dino.hidden + siglip.hidden
     projector = [(vision_dim, 4 * vision_dim), (4 * vision_dim, llm.hidden), (llm.hidden, llm.hidden)]
     return ModelArch(
@@ -229,11 +244,12 @@ def openvla_arch(image_size: int = 224, vocab: int | None = None, dims: Any = No
 
 
 def openvla_oft_arch(
-    image_size: int = 224, vocab: int | None = None, use_proprio: bool = False, state_dim: int = 8, dims: Any = None
+    image_size: int = 224, vocab: int | None = None, use_proprio: bool = False, state_dim: int = 8, dims: Any = None,
+    *, as_built: bool = True,
 ) -> ModelArch:
     """OpenVLA-OFT: OpenVLA decoding all action tokens in parallel (no new weights) + optional proprio MLP
     (state_dim -> hidden -> hidden)."""
-    arch = openvla_arch(image_size, vocab, dims)
+    arch = openvla_arch(image_size, vocab, dims, as_built=as_built)
     hidden = arch.stacks["llm"].hidden
     if use_proprio:
         arch = arch.with_other(proprio_projector=mlp_params([state_dim, hidden, hidden]))

@@ -227,13 +227,17 @@ def validate_placement_rules(cfg: Any, gpus_per_node: int | None = None) -> None
     if gpus is None:
         gpus = detected
     if not gpus:
-        gpus, cpu_mode = _slots_needed(cfg.cluster.component_placement), True
-    result = plan(cfg, gpus, None, None if cpu_mode else detected_mem, cpu_mode=cpu_mode)
-    if result.refusals:
-        raise result.refusals[0].to_error()
+        gpus, cpu_mode = slots_needed(cfg.cluster.component_placement), True
+    if cpu_mode:  # divisibility only: no memory to check, so skip sizing the model
+        placement = resolve_placement(cfg.cluster.component_placement, cfg.cluster.num_nodes, gpus, cpu_mode=True)
+        refusals = placement_rules(cfg, placement)
+    else:
+        refusals = plan(cfg, gpus, None, detected_mem).refusals
+    if refusals:
+        raise refusals[0].to_error()
 
 
-def _slots_needed(component_placement: dict[str, str | int]) -> int:
+def slots_needed(component_placement: dict[str, str | int]) -> int:
     """Fewest GPU slots a placement names (the highest explicit rank + 1; 1 when it only says ``all``)."""
     import re
 
@@ -243,3 +247,6 @@ def _slots_needed(component_placement: dict[str, str | int]) -> int:
         numbers = [int(n) for n in re.findall(r"\d+", gpu_part)]
         highest = max([highest, *(n + 1 for n in numbers)])
     return max(highest, 1)
+
+
+_slots_needed = slots_needed  # the name commands/train.py imports

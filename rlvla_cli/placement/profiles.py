@@ -136,8 +136,9 @@ def openpi_profile(cfg: Any, arch: ModelArch | None = None) -> ModelProfile:
     """pi0 / pi0.5 (full size unless ``arch`` is given).
 
     Trainable: the expert stack and its projections always; the VLM (SigLIP, projector, Gemma) fully when
-    ``train_expert_only`` is false and LoRA is off, through LoRA adapters (VLM only) when ``is_lora``,
-    frozen otherwise; plus the value head. With a frozen VLM the expert still needs the prefix keys/values
+    ``train_expert_only`` is false and LoRA is off, through LoRA adapters on the Gemma language model's
+    linears when ``is_lora`` (as ``models/openpi`` applies them), frozen otherwise; plus the value head and
+    flow_noise's noise head. With a frozen VLM the expert still needs the prefix keys/values
     kept for backward. The expert runs with grad once per scored denoising step (``num_steps`` when
     ``joint_logprob``, else 1).
     """
@@ -163,7 +164,7 @@ def openpi_profile(cfg: Any, arch: ModelArch | None = None) -> ModelProfile:
     noise = 0
     if cfg.noise_method == "flow_noise":
         noise = ms.mlp_params([expert.hidden, *cfg.noise_head_hidden_dims, cfg.model_action_dim])
-    lora = arch.lora_params(cfg.lora_rank, vlm_stacks, ("multi_modal_projector",)) if cfg.is_lora else 0
+    lora = arch.lora_params(cfg.lora_rank, ["llm"]) if cfg.is_lora else 0  # models/openpi: Gemma LM linears only
     total = arch.total_params() + lora + value + noise
     vlm_full = not cfg.train_expert_only and not cfg.is_lora
     trainable = expert.params() + expert_other + value + noise + lora

@@ -32,7 +32,9 @@ def _offload_cell(plan: Plan, components: dict[str, int]) -> str:
 def node_table(plan: Plan, node: int) -> Table:
     """One row per GPU of ``node``: components x processes, training / rollout phase memory, peak, offload."""
     cap = plan.gpu_mem_bytes
-    title = f"node {node}" + (f" - {format_bytes(cap)} per GPU" if cap else "")
+    per_node = plan.placement.gpus_per_node
+    title = f"node {node} (global GPU ranks {node * per_node}-{(node + 1) * per_node - 1})"
+    title += f" - {format_bytes(cap)} per GPU" if cap else ""
     table = Table(title=title, title_justify="left", show_lines=True, box=box.SIMPLE_HEAD)
     for col in ("GPU", "components", "training", "rollout", "peak"):
         table.add_column(col, no_wrap=True)

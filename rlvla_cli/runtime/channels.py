@@ -11,7 +11,7 @@ The step layout of one env group of B envs (``step_layout``):
 | --- | --- |
 | ``actions`` | float32 ``[B, C_max, A]`` (written by the runtime) |
 | ``reset_state_ids`` | int64 ``[B]`` (written by the runtime for an explicit reset) |
-| ``obs.*`` / ``final.*`` | observation / final observation: ``main_images`` uint8 ``[B, H, W, 3]``, optional ``wrist_images``, ``states`` float32 ``[B, S]``, ``text`` uint8 ``[B, L]``, ``text_len`` int32 ``[B]`` |
+| ``obs.*`` / ``final.*`` | observation / final observation (see ``obs_layout``) |
 | ``rewards`` | float32 ``[B, C_max]`` |
 | ``terminations``, ``truncations``, ``success`` | bool ``[B, C_max]`` |
 | ``final_mask`` | bool ``[B]`` |
@@ -60,6 +60,8 @@ class ShmTensorBlock:
             self.shm = shared_memory.SharedMemory(name=name, create=False)
         self.name = self.shm.name
         self.tensors: dict[str, torch.Tensor] = {}
+        # Per process and side: "write:<prefix>" / "read:<prefix>" -> (texts, versions seen).
+        self.text_cache: dict[str, tuple[list, list[int]]] = {}
         for key, (shape, dtype) in self.layout.items():
             count = math.prod(shape)
             flat = torch.frombuffer(self.shm.buf, dtype=dtype, count=count, offset=offsets[key]) if count else (
@@ -94,12 +96,16 @@ class ShmTensorBlock:
 
 
 def obs_layout(spec: ObsSpec, batch: int, prefix: str) -> Layout:
-    """Layout entries of one observation batch under ``prefix`` (``obs`` or ``final``)."""
+    """Layout entries of one observation batch under ``prefix`` (``obs`` or ``final``): ``main_images`` uint8
+    ``[B, H, W, 3]``, optional ``wrist_images``, ``states`` float32 ``[B, S]``, ``text`` uint8 ``[B, L]``,
+    ``text_len`` int32 ``[B]``, ``text_version`` int64 ``[B]`` (bumped when a row's text changes, so texts,
+    which change only on resets, are encoded and decoded once per episode, not per step)."""
     layout: Layout = {
         f"{prefix}.main_images": ((batch, *spec.image_shape), torch.uint8),
         f"{prefix}.states": ((batch, spec.state_dim), torch.float32),
         f"{prefix}.text": ((batch, spec.max_instruction_chars), torch.uint8),
         f"{prefix}.text_len": ((batch,), torch.int32),
+        f"{prefix}.text_version": ((batch,), torch.int64),
     }
     if spec.has_wrist:
         layout[f"{prefix}.wrist_images"] = ((batch, *spec.image_shape), torch.uint8)
@@ -141,27 +147,43 @@ def decode_text(data: torch.Tensor, lengths: torch.Tensor, rows: list[int] | Non
 
 
 def write_obs(block: ShmTensorBlock, prefix: str, obs: Obs) -> None:
-    """Copy an observation dict into the block's ``prefix`` tensors."""
+    """Copy an observation dict into the block's ``prefix`` tensors (texts only where they changed)."""
     block[f"{prefix}.main_images"].copy_(obs["main_images"])
     block[f"{prefix}.states"].copy_(obs["states"])
     if f"{prefix}.wrist_images" in block:
         block[f"{prefix}.wrist_images"].copy_(obs["wrist_images"])
-    encode_text(list(obs["task_descriptions"]), block[f"{prefix}.text"], block[f"{prefix}.text_len"])
+    texts = list(obs["task_descriptions"])
+    cached, _ = block.text_cache.setdefault(f"write:{prefix}", ([None] * len(texts), []))
+    changed = [row for row, text in enumerate(texts) if cached[row] != text]
+    if changed:
+        data, lengths, versions = (block[f"{prefix}.{k}"] for k in ("text", "text_len", "text_version"))
+        scratch = torch.zeros(len(changed), data.shape[1], dtype=torch.uint8)
+        scratch_len = torch.zeros(len(changed), dtype=torch.int32)
+        encode_text([texts[r] for r in changed], scratch, scratch_len)
+        data[changed], lengths[changed] = scratch, scratch_len
+        versions[changed] += 1
+        for row in changed:
+            cached[row] = texts[row]
 
 
-def read_obs(block: ShmTensorBlock, prefix: str, rows: slice | None = None, copy: bool = True) -> Obs:
-    """The observation dict stored under ``prefix`` (``rows`` selects envs; ``copy`` detaches from shm)."""
-    rows = rows if rows is not None else slice(None)
+def read_obs(block: ShmTensorBlock, prefix: str, copy: bool = True) -> Obs:
+    """The observation dict stored under ``prefix`` (``copy`` detaches the tensors from shared memory)."""
 
     def take(key: str) -> torch.Tensor:
-        tensor = block[f"{prefix}.{key}"][rows]
+        tensor = block[f"{prefix}.{key}"]
         return tensor.clone() if copy else tensor
 
     obs: Obs = {"main_images": take("main_images"), "states": take("states")}
     if f"{prefix}.wrist_images" in block:
         obs["wrist_images"] = take("wrist_images")
-    lengths = block[f"{prefix}.text_len"][rows]
-    obs["task_descriptions"] = decode_text(block[f"{prefix}.text"][rows], lengths)
+    versions = block[f"{prefix}.text_version"].tolist()
+    texts, seen = block.text_cache.setdefault(f"read:{prefix}", ([""] * len(versions), [-1] * len(versions)))
+    stale = [row for row, version in enumerate(versions) if version != seen[row]]
+    if stale:
+        decoded = decode_text(block[f"{prefix}.text"], block[f"{prefix}.text_len"], stale)
+        for row, text in zip(stale, decoded, strict=True):
+            texts[row], seen[row] = text, versions[row]
+    obs["task_descriptions"] = list(texts)
     return obs
 
 

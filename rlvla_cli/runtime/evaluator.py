@@ -1,54 +1,39 @@
-"""In-training evaluation: greedy episodes on ``env.eval`` in this process, reported as ``eval/*``.
+"""In-training evaluation through the evaluation package's runner (``rlvla_cli.evaluation``), reported as
+``eval/*`` (success_once, episode_len, return), with the eval envs kept open between evaluations.
 
-Every env runs exactly one episode from a fixed set of reset states (``use_fixed_reset_state_ids``), so the
-numbers of two evaluations are comparable. (``rlvla eval`` runs the full evaluation with reports and videos.)
+Every evaluation runs the same fixed reset states (one wave of ``env.eval.total_num_envs`` episodes by
+default), so two evaluations of a run are comparable.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
-from rlvla_cli.envs.episode import EPISODE_METRICS
-from rlvla_cli.models.base import SamplingParams
-
 
 class InLoopEvaluator:
-    """Holds the eval envs between evaluations (built once, reset with the same seed each time)."""
+    """``evaluate(policy) -> {"eval/success_once": ...}``; ``close()`` releases the envs.
 
-    def __init__(self, env_cfg: Any, sampling_cfg: Any = None, greedy: bool = True):
-        from rlvla_cli.envs.registry import build_env
+    env_cfg: ``env.eval``; sampling_cfg: ``rollout.sampling`` (used when ``greedy`` is False, with
+    ``temperature_eval``); max_chunk: the policy's ``num_action_chunks``; episodes: per evaluation (None: one
+    wave of ``total_num_envs``).
+    """
 
-        self.env_cfg = env_cfg
-        self.env = build_env(env_cfg)
-        self.sampling = SamplingParams(do_sample=False) if greedy else SamplingParams.for_mode(sampling_cfg, "eval")
+    def __init__(self, env_cfg: Any, sampling_cfg: Any = None, greedy: bool = True, max_chunk: int = 8,
+                 episodes: int | None = None):
+        from rlvla_cli.evaluation import open_eval_env
+
+        self.env_cfg, self.sampling_cfg, self.greedy, self.episodes = env_cfg, sampling_cfg, greedy, episodes
+        self.env = open_eval_env(env_cfg, num_workers=1, max_chunk=max_chunk)
 
     @torch.no_grad()
     def evaluate(self, policy: torch.nn.Module) -> dict[str, float]:
-        """One episode per env; returns ``eval/success_once`` etc. (means over the envs' first episodes)."""
-        policy.eval()
-        obs, _ = self.env.reset(seed=self.env_cfg.seed)
-        num_envs = self.env.num_envs
-        done = torch.zeros(num_envs, dtype=torch.bool)
-        values = {name: torch.zeros(num_envs) for name in EPISODE_METRICS}
-        chunk = getattr(policy, "num_action_chunks", 1)
-        max_chunks = math.ceil(self.env_cfg.max_episode_steps / chunk) + 1
-        for _ in range(max_chunks):
-            actions = policy.predict(obs, mode="eval", sampling=self.sampling).actions.float().cpu()
-            result = self.env.chunk_step(actions)
-            finished = result.infos.get("final_mask", torch.zeros(num_envs, dtype=torch.bool)) & ~done
-            if bool(finished.any()):
-                for name in EPISODE_METRICS:
-                    values[name][finished] = result.infos["episode"][name][finished].float()
-                done |= finished
-            if bool(done.all()):
-                break
-            obs = result.obs
-        if not bool(done.any()):
-            return {}
-        return {f"eval/{name}": float(values[name][done].mean()) for name in EPISODE_METRICS}
+        from rlvla_cli.evaluation import evaluate_policy
+
+        result = evaluate_policy(policy, self.env_cfg, self.episodes, greedy=self.greedy,
+                                 sampling_cfg=self.sampling_cfg, env=self.env)
+        return result.metrics("eval")
 
     def close(self) -> None:
         self.env.close()

@@ -29,9 +29,17 @@ def backend_for(device: str) -> str:
     return "nccl" if torch.device(device).type == "cuda" else "gloo"
 
 
-def init_distributed(rank: int, world_size: int, device: str, master_addr: str = "127.0.0.1",
+def launched_externally() -> bool:
+    """True when a launcher (``deepspeed``, ``torchrun``) started this process as one rank of several."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(rank: int, world_size: int, device: str, master_addr: str | None = None,
                      master_port: int | None = None) -> None:
-    """Join the trainer process group (idempotent): env rendezvous + ``deepspeed.init_distributed``."""
+    """Join the trainer process group (idempotent): env rendezvous + ``deepspeed.init_distributed``.
+
+    Under an external launcher its RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* variables are kept as they are.
+    """
     import deepspeed
     import torch.distributed as dist
 
@@ -40,17 +48,28 @@ def init_distributed(rank: int, world_size: int, device: str, master_addr: str =
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev.index or 0)
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR=master_addr,
-                      MASTER_PORT=str(master_port or os.environ.get("MASTER_PORT") or free_port()))
+    if not launched_externally():
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                          LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR=master_addr or "127.0.0.1",
+                          MASTER_PORT=str(master_port or free_port()))
     deepspeed.init_distributed(dist_backend=backend_for(device), auto_mpi_discovery=False, verbose=False)
 
 
 def shutdown_distributed() -> None:
+    """Destroy the process group and DeepSpeed's cached groups, so a later run in this process starts fresh."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    try:
+        import deepspeed.comm.comm as ds_comm
+        from deepspeed.utils import groups
+    except ImportError:
+        return
+    for name, value in vars(groups).copy().items():
+        if name.startswith("_") and name.endswith(("_GROUP", "_GROUP_RANKS")) and name.isupper():
+            setattr(groups, name, {} if isinstance(value, dict) else None)
+    ds_comm.cdb = None
 
 
 def spawn_process(target, args: tuple, name: str) -> Any:
@@ -93,6 +112,7 @@ def multinode_command(cluster_cfg: Any, gpus_per_node: int, config_path: str, ov
     return [
         "deepspeed", "--hostfile", str(hostfile), "--num_nodes", str(cluster_cfg.num_nodes),
         "--num_gpus", str(gpus_per_node), "--master_addr", master, "--master_port", str(cluster_cfg.master_port),
+        "--no_local_rank",
         "--module", "rlvla_cli", "train", "--config", config_path, *overrides,
     ]
 

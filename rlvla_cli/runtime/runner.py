@@ -179,6 +179,8 @@ class Runner:
         tick = time.perf_counter()
         batch, episodes, env_steps = self._collect()
         timings["time/generate_rollouts"] = time.perf_counter() - tick
+        if self.stop.requested:  # a signal during the rollout: keep the last finished step, do not train
+            raise InterruptedError("stopped before training")
         self.actor_offloader.reload()
         self.rollout_offloader.offload()
         tick = time.perf_counter()
@@ -204,7 +206,8 @@ class Runner:
         from rlvla_cli.runtime.evaluator import InLoopEvaluator
 
         if self.evaluator is None:
-            self.evaluator = InLoopEvaluator(self.cfg.env.eval, self.cfg.rollout.sampling)
+            self.evaluator = InLoopEvaluator(self.cfg.env.eval, self.cfg.rollout.sampling,
+                                             max_chunk=self.cfg.actor.model.num_action_chunks)
         self.rollout_offloader.reload()
         self.sync.sync()
         return self.evaluator.evaluate(self.rollout_policy)

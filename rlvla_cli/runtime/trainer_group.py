@@ -7,6 +7,7 @@ gradients inside the step, so every rank's module holds the same weights afterwa
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable
 from dataclasses import fields
@@ -17,9 +18,15 @@ import torch
 import torch.distributed as dist
 
 from rlvla_cli.algorithms.batch import RolloutBatch
-from rlvla_cli.errors import ConfigError, WorkerError
+from rlvla_cli.errors import ConfigError, UserError, WorkerError
 from rlvla_cli.runtime import checkpoint as ckpt
-from rlvla_cli.runtime.launcher import free_port, init_distributed, spawn_process, stop_processes
+from rlvla_cli.runtime.launcher import (
+    free_port,
+    init_distributed,
+    launched_externally,
+    spawn_process,
+    stop_processes,
+)
 from rlvla_cli.runtime.signals import die_with_parent, ignore_interrupts
 from rlvla_cli.runtime.trainer import Trainer
 
@@ -72,9 +79,10 @@ def _build_trainer(cfg: Any, rank: int, world: int, device: str, total_optimizer
     return trainer
 
 
-def follower_main(cfg: Any, rank: int, world: int, port: int, device: str, total_optimizer_steps: int,
-                  factory: PolicyFactory) -> None:
-    """Entry point of trainer rank ``rank`` >= 1: serve rank 0's commands until ``stop``."""
+def follower_main(cfg: Any, rank: int, world: int, port: int | None, device: str, total_optimizer_steps: int,
+                  factory: PolicyFactory = default_policy_factory) -> None:
+    """Entry point of trainer rank ``rank`` >= 1 (spawned by rank 0, or started by DeepSpeed's launcher with
+    ``port`` None): serve rank 0's commands until ``stop``."""
     ignore_interrupts()
     die_with_parent()
     torch.set_num_threads(1)
@@ -121,8 +129,15 @@ class TrainerGroup:
                  factory: PolicyFactory = default_policy_factory):
         self.world = len(devices)
         self.followers: list = []
-        port = free_port()
-        for rank in range(1, self.world):
+        external = launched_externally()  # the other ranks were started by DeepSpeed's launcher (multi-node)
+        if external and int(os.environ["WORLD_SIZE"]) != self.world:
+            raise UserError(
+                f"the launcher started {os.environ['WORLD_SIZE']} ranks but the placement has {self.world} actor "
+                "processes", key="cluster.component_placement",
+                fix="launch one process per actor slot (deepspeed --num_gpus / hostfile slots)",
+            )
+        port = None if external else free_port()
+        for rank in range(1, 1 if external else self.world):
             self.followers.append(spawn_process(
                 follower_main, (cfg, rank, self.world, port, devices[rank], total_optimizer_steps, factory),
                 name=f"rlvla-trainer-{rank}"))
@@ -139,7 +154,7 @@ class TrainerGroup:
         return self.trainer.module
 
     def check_alive(self) -> None:
-        """Raise WorkerError when a follower rank died."""
+        """Raise WorkerError when a (spawned) follower rank died."""
         for rank, proc in enumerate(self.followers, start=1):
             if not proc.is_alive():
                 raise WorkerError(f"trainer rank {rank} (pid {proc.pid}) died with exit code {proc.exitcode}")

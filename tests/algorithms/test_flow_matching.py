@@ -23,7 +23,8 @@ from rlvla_cli.algorithms.flow_matching import (
 
 def _state(shape=(3, 4, 5), seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=torch.float64), torch.randn(shape, generator=gen, dtype=torch.float64)
+    first = torch.randn(shape, generator=gen, dtype=torch.float64)
+    return first, torch.randn(shape, generator=gen, dtype=torch.float64)
 
 
 def test_timesteps_grid():

@@ -59,6 +59,9 @@ def test_eval_run_dir_prints_table_writes_report_and_video(tmp_path, capsys, mon
     assert row["episodes"] == 3 and 0.0 <= row["ci95_low"] <= row["success_rate"] <= row["ci95_high"] <= 1.0
     assert 1 <= row["mean_episode_len"] <= 10
     assert report["eval_sets"]["eval"]["average"]["episodes"] == 3
+    (episodes,) = report["eval_sets"]["eval"]["episodes"]
+    assert episodes["state_ids"] == [5, 6, 7]  # env.eval.seed=5: the reset states, for replaying failures
+    assert sum(episodes["success"]) == row["successes"] and len(episodes["lengths"]) == 3
     assert len(report["videos"]) == 1
     video = Path(report["videos"][0])
     assert video.suffix == ".mp4" and video.stat().st_size > 1000 and video.is_relative_to(out)
@@ -116,3 +119,44 @@ def test_cli_exit_code_2_for_missing_checkpoint(tmp_path):
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_eval_of_a_run_trained_by_rlvla_train(tmp_path, capsys):
+    """One real PPO step with `rlvla train` (CPU, collocated), then `rlvla eval` of its run directory."""
+    from rlvla_cli.commands.evaluate import run_eval
+
+    run_dir = tmp_path / "run"
+    train = [
+        "runner.max_epochs=1", "runner.save_interval=-1", "runner.val_check_interval=-1",
+        f"runner.output_dir={run_dir}", "runner.logger.logger_backends=[]", "actor.model.size=tiny",
+        "actor.model.image_size=32", "env.train.init_params.image_size=32", "env.train.total_num_envs=8",
+        "env.train.max_episode_steps=8", "env.train.max_steps_per_rollout_epoch=8", "env.eval.total_num_envs=4",
+        "actor.micro_batch_size=8", "actor.global_batch_size=16", "algorithm.update_epoch=1",
+        "cluster.num_gpus_per_node=1",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlvla_cli", "train", *train], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_eval(None, run_dir, 4, True, tmp_path / "eval", [])
+    capsys.readouterr()
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["meta"]["checkpoint_kind"] == "checkpoint" and report["meta"]["checkpoint_step"] == 1
+    assert report["eval_sets"]["eval"]["average"]["episodes"] == 4
+    assert len(report["videos"]) == 1 and Path(report["videos"][0]).stat().st_size > 1000
+
+
+def test_worker_count_and_eval_sets():
+    from rlvla_cli.commands.evaluate import default_workers, eval_sets_of
+    from rlvla_cli.config.env import BuiltinEnvConfig, ManiSkillEnvConfig
+    from rlvla_cli.config.loader import load_config
+
+    assert default_workers(BuiltinEnvConfig()) == 1
+    cpu = ManiSkillEnvConfig(total_num_envs=12)
+    workers = default_workers(cpu)
+    assert 12 % workers == 0 and 1 <= workers <= max(1, os.cpu_count() or 1)
+    assert default_workers(ManiSkillEnvConfig(init_params={"sim_backend": "physx_cuda"})) == 1
+    cfg = load_config(None, TINY)
+    assert list(eval_sets_of(cfg)) == ["eval"] and eval_sets_of(cfg)["eval"] is cfg.env.eval

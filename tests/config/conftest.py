@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,8 +9,6 @@ import yaml
 
 from rlvla_cli.config.loader import builtin_preset_path, load_config_dict
 from rlvla_cli.config.merge import deep_merge
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -48,3 +48,25 @@ def test_warnings_are_sentences():
     cfg = load_config(None, ["actor.global_batch_size=4096", "actor.micro_batch_size=32"])
     notes = cfg.warnings()
     assert any("global_batch_size" in note for note in notes)
+
+
+def test_grpo_eval_groups_warn():
+    from rlvla_cli.config.loader import load_config
+
+    cfg = load_config("builtin_grpo_small", ["env.eval.group_size=8"])
+    assert any("env.eval.group_size" in note for note in cfg.warnings())
+    assert load_config("builtin_grpo_small").warnings() == []
+
+
+def test_package_exports_are_lazy():
+    """Sub-models import ``rlvla_cli.config.base`` without pulling in the whole tree (checked in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rlvla_cli.config.base\n"
+        "assert 'rlvla_cli.config.schema' not in sys.modules\n"
+        "import rlvla_cli.config as c\n"
+        "assert c.RootConfig.__name__ == 'RootConfig' and callable(c.load_config)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -48,9 +48,21 @@ def test_plan_counts_and_waves():
     waves = plan.waves(4)
     assert [len(w) for w in waves] == [4, 4, 4] and waves[-1] == [15, 16, 15, 15]  # padded, not counted
     libero = LiberoEnvConfig(init_params=LiberoInitParams(task_suite_name="libero_goal"))
-    plan = make_plan(libero, 2)
-    assert plan.episodes == 20 and plan.state_ids == tuple(range(20)) and plan.per_task_rows
+    plan = make_plan(libero, 2)  # init states 0 and 1 of each of the 10 tasks (50 stored per task)
+    assert plan.episodes == 20 and plan.state_ids[:4] == (0, 1, 50, 51) and plan.per_task_rows
     assert make_plan(libero, None).episodes == 500  # every task x 50 init states, RLinf's protocol
+    subset = LiberoEnvConfig(init_params=LiberoInitParams(task_ids=[3, 7]))
+    assert make_plan(subset, 3, task_counts=[2, 5]).state_ids == (0, 1, 0, 2, 3, 4)  # task 0 wraps
+    assert make_plan(subset, None, task_counts=[2, 5]).episodes == 7
+
+
+def test_libero_plan_ids_land_on_the_right_tasks():
+    """The plan's ids, decoded by the LIBERO adapter's own mapping, give N distinct init states per task."""
+    libero_env = pytest.importorskip("rlvla_cli.envs.libero")
+    counts = [50] * 10
+    ids = make_plan(LiberoEnvConfig(), 3, task_counts=counts).state_ids
+    decoded = [libero_env.state_id_to_task(i, counts) for i in ids]
+    assert decoded == [(task, init) for task in range(10) for init in range(3)]
 
 
 def test_wave_is_unbiased_one_episode_per_env():

@@ -1,11 +1,10 @@
-"""Shared fixtures of the runtime tests: a world-size-1 gloo process group and tiny synthetic rollouts."""
+"""Shared helpers of the runtime tests: the tiny policy on sys.path and synthetic rollouts."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # tiny_policy is importable by name (also in spawned children)
@@ -13,16 +12,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # tiny_policy is importable by n
 from tiny_policy import TinyPolicy  # noqa: E402
 
 from rlvla_cli.algorithms import RolloutBatch  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def single_rank_group():
-    """torch.distributed with one gloo rank (what DeepSpeed needs), torn down at the end of the session."""
-    from rlvla_cli.runtime.launcher import init_distributed, shutdown_distributed
-
-    init_distributed(0, 1, "cpu")
-    yield
-    shutdown_distributed()
 
 
 def synthetic_batch(policy: TinyPolicy, steps: int = 4, envs: int = 8, seed: int = 0) -> RolloutBatch:

@@ -78,3 +78,17 @@ def test_text_is_utf8_and_truncated_to_the_buffer():
 def test_cat_obs_concatenates_batches():
     joined = cat_obs([make_obs(2), make_obs(3)])
     assert joined["main_images"].shape[0] == 5 and len(joined["task_descriptions"]) == 5
+
+
+def test_changed_instructions_are_seen_by_the_reader():
+    block = ShmTensorBlock(step_layout(SPEC, batch=3, max_chunk=1, action_dim=7))
+    try:
+        obs = make_obs(3)
+        write_obs(block, "obs", obs)
+        assert read_obs(block, "obs")["task_descriptions"] == ["task 0", "task 1", "task 2"]
+        obs["task_descriptions"] = ["task 0", "new one", "task 2"]
+        write_obs(block, "obs", obs)
+        assert block["obs.text_version"].tolist() == [1, 2, 1]  # only the changed row was re-encoded
+        assert read_obs(block, "obs")["task_descriptions"] == ["task 0", "new one", "task 2"]
+    finally:
+        block.close()

@@ -17,6 +17,16 @@ from rlvla_cli.errors import ConfigError
 from rlvla_cli.runtime.trainer import Trainer, deepspeed_config, lr_factor
 
 
+@pytest.fixture(scope="module")
+def single_rank_group():
+    """torch.distributed with one gloo rank (what DeepSpeed needs), torn down after this module."""
+    from rlvla_cli.runtime.launcher import init_distributed, shutdown_distributed
+
+    init_distributed(0, 1, "cpu")
+    yield
+    shutdown_distributed()
+
+
 def actor_cfg(stage: int = 0, **optim) -> ActorConfig:
     return ActorConfig.model_validate({
         "micro_batch_size": 4, "global_batch_size": 16,

@@ -17,7 +17,8 @@ class TinyPolicy(VLAPolicy):
     def __init__(self, state_dim: int = 3, action_dim: int = 7, num_action_chunks: int = 2, hidden: int = 16):
         super().__init__()
         self.action_dim, self.num_action_chunks = action_dim, num_action_chunks
-        self.body = nn.Sequential(nn.Linear(state_dim, hidden), nn.Tanh(), nn.Linear(hidden, action_dim * num_action_chunks))
+        out = action_dim * num_action_chunks
+        self.body = nn.Sequential(nn.Linear(state_dim, hidden), nn.Tanh(), nn.Linear(hidden, out))
         self.log_std = nn.Parameter(torch.full((action_dim,), -0.5))
         self.value_head = nn.Linear(state_dim, 1)
         self.nan_on_evaluate = False
@@ -51,3 +52,17 @@ class TinyPolicy(VLAPolicy):
 
     def value_head_parameters(self):
         return list(self.value_head.parameters())
+
+
+def tiny_factory(cfg, device: str) -> TinyPolicy:
+    """Runner policy factory: a TinyPolicy sized from ``actor.model`` (states of the built-in task)."""
+    model = cfg.actor.model
+    return TinyPolicy(state_dim=model.state_dim, action_dim=model.action_dim,
+                      num_action_chunks=model.num_action_chunks).to(device)
+
+
+def nan_factory(cfg, device: str) -> TinyPolicy:
+    """Like ``tiny_factory`` but every loss is NaN (tests of the skipped-update path)."""
+    policy = tiny_factory(cfg, device)
+    policy.nan_on_evaluate = True
+    return policy

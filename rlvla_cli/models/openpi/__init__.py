@@ -6,7 +6,12 @@ Importing this package registers the ``openpi`` builder with ``rlvla_cli.models.
 
 from __future__ import annotations
 
-from rlvla_cli.models.openpi.build import OPENPI_LORA_TARGETS, build_openpi_policy, save_openpi_policy
+from rlvla_cli.models.openpi.build import (
+    OPENPI_LORA_TARGETS,
+    build_openpi_policy,
+    count_openpi_parameters,
+    save_openpi_policy,
+)
 from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint, openpi_key_to_ours, save_openpi_checkpoint
 from rlvla_cli.models.openpi.policy import OpenPIPolicy
 from rlvla_cli.models.openpi.presets import PRESETS, get_preset
@@ -16,6 +21,7 @@ __all__ = [
     "OpenPIPolicy",
     "PRESETS",
     "build_openpi_policy",
+    "count_openpi_parameters",
     "get_preset",
     "load_openpi_checkpoint",
     "openpi_key_to_ours",

@@ -18,7 +18,7 @@ from rlvla_cli.models.checkpoint import write_json
 from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint, save_openpi_checkpoint
 from rlvla_cli.models.openpi.norm_stats import find_norm_stats, load_norm_stats
 from rlvla_cli.models.openpi.policy import OpenPIPolicy
-from rlvla_cli.models.openpi.state_tokens import byte_level_tokenizer, load_tokenizer, PromptTokenizer
+from rlvla_cli.models.openpi.state_tokens import PromptTokenizer, byte_level_tokenizer, load_tokenizer
 from rlvla_cli.models.registry import register_policy
 
 OPENPI_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -59,7 +59,9 @@ def build_openpi_policy(cfg: OpenPIModelConfig, device: str) -> OpenPIPolicy:
     else:
         tokenizer = load_tokenizer(cfg.model_path, cfg.tokenizer_path)
         stats = load_norm_stats(find_norm_stats(cfg.model_path, cfg.norm_stats_path, cfg.norm_stats_key))
-    policy = OpenPIPolicy(cfg, tokenizer, stats)
+    # Allocate (and randomly initialise) directly on the target device: a 3B model initialised on the CPU is slow.
+    with torch.device("cpu" if meta else device):
+        policy = OpenPIPolicy(cfg, tokenizer, stats)
     if cfg.model_path and not meta:
         load_openpi_checkpoint(policy, cfg.model_path, cfg.pi05)
         load_heads(policy, cfg.model_path)
@@ -73,6 +75,35 @@ def build_openpi_policy(cfg: OpenPIModelConfig, device: str) -> OpenPIPolicy:
         if head is not None:
             head.float()
     return policy
+
+
+def count_openpi_parameters(cfg: OpenPIModelConfig) -> dict[str, int]:
+    """Parameter counts by part, built on the meta device (``accelerate.init_empty_weights``; no file is read):
+    ``vision`` (SigLIP + projector), ``language_model`` (Gemma 2B at full size), ``expert``, ``action_head``
+    (action / state / time projections), ``noise_head``, ``value_head``, ``lora``, ``total``, ``trainable``."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        policy = build_openpi_policy(cfg, "meta")
+    parts = {
+        "vision": ("flow.paligemma_with_expert.paligemma.model.vision_tower.",
+                   "flow.paligemma_with_expert.paligemma.model.multi_modal_projector."),
+        "language_model": ("flow.paligemma_with_expert.paligemma.model.language_model.",),
+        "expert": ("flow.paligemma_with_expert.gemma_expert.",),
+        "noise_head": ("noise_head.",),
+        "value_head": ("value_head.",),
+    }
+    counts = dict.fromkeys([*parts, "action_head", "lora", "total", "trainable"], 0)
+    for name, param in policy.named_parameters():
+        n = param.numel()
+        counts["total"] += n
+        counts["trainable"] += n if param.requires_grad else 0
+        if "lora_" in name:
+            counts["lora"] += n
+            continue
+        part = next((key for key, prefixes in parts.items() if name.startswith(prefixes)), "action_head")
+        counts[part] += n
+    return counts
 
 
 def save_openpi_policy(policy: OpenPIPolicy, directory: str | Path) -> None:
@@ -99,7 +130,11 @@ def save_openpi_policy(policy: OpenPIPolicy, directory: str | Path) -> None:
     write_json(out / "config.json", {"rlvla_model": policy.cfg.model_dump(mode="json")})
     stats = policy.norm_stats
     if stats.state is not None and stats.actions is not None:
-        as_json = lambda s: {k: getattr(s, k).tolist() for k in ("mean", "std", "q01", "q99") if getattr(s, k) is not None}  # noqa: E731
-        write_json(out / "norm_stats.json", {"norm_stats": {"state": as_json(stats.state), "actions": as_json(stats.actions)}})
+        features = {"state": stats.state, "actions": stats.actions}
+        as_json = {
+            name: {k: getattr(f, k).tolist() for k in ("mean", "std", "q01", "q99") if getattr(f, k) is not None}
+            for name, f in features.items()
+        }
+        write_json(out / "norm_stats.json", {"norm_stats": as_json})
     if isinstance(policy.tokenizer.backend, Tokenizer):
         policy.tokenizer.backend.save(str(out / "tokenizer.json"))

@@ -25,16 +25,29 @@ logger = logging.getLogger(__name__)
 
 NET_PREFIX = "flow."
 _EXPERT_LM_HEAD = "paligemma_with_expert.gemma_expert.lm_head."
+_VLM_LM_HEAD = "paligemma_with_expert.paligemma.lm_head.weight"
 _RL_HEADS = ("value_head.", "noise_head.")
 EMBED_KEY = NET_PREFIX + "paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"
-LM_HEAD_KEY = NET_PREFIX + "paligemma_with_expert.paligemma.lm_head.weight"
 PI05_MARKER = "time_mlp_in.weight"
 PI0_MARKER = "state_proj.weight"
 
 
+_WRAPPERS = ("module.", "_orig_mod.", "model.")  # DDP / torch.compile / wrapper prefixes some trainers add
+_TOP_LEVEL = ("paligemma_with_expert.", "action_", "state_proj.", "time_mlp_", "value_head.", "noise_head.")
+
+
+def strip_wrapper_prefix(key: str) -> str:
+    """Drop a DDP / compile / wrapper prefix in front of openpi's top-level names (``module.action_in_proj...``)."""
+    for prefix in _WRAPPERS:
+        if key.startswith(prefix) and key[len(prefix) :].startswith(_TOP_LEVEL):
+            return key[len(prefix) :]
+    return key
+
+
 def openpi_key_to_ours(key: str) -> str | None:
     """openpi checkpoint name -> our parameter name; None for tensors we do not keep."""
-    if key.startswith(_EXPERT_LM_HEAD) or key.startswith(_RL_HEADS):
+    key = strip_wrapper_prefix(key)
+    if key.startswith(_EXPERT_LM_HEAD) or key.startswith(_RL_HEADS) or key == _VLM_LM_HEAD:
         return None
     return NET_PREFIX + key.replace(".vision_tower.vision_model.", ".vision_tower.")
 
@@ -48,9 +61,9 @@ def our_key_to_openpi(key: str) -> str | None:
 
 def detect_variant(keys: list[str], source: str) -> bool:
     """True for a pi0.5 checkpoint (time MLP), False for pi0 (state projection); AssetError for neither."""
-    if any(k.endswith(PI05_MARKER) and not k.startswith("paligemma") for k in keys):
+    if PI05_MARKER in keys:
         return True
-    if any(k.endswith(PI0_MARKER) and not k.startswith("paligemma") for k in keys):
+    if PI0_MARKER in keys:
         return False
     raise AssetError(
         f"{source} is not an openpi pi0 / pi0.5 checkpoint (no `state_proj` or `time_mlp_in` tensors)",
@@ -63,17 +76,20 @@ def load_openpi_checkpoint(policy: nn.Module, directory: str | Path, pi05: bool)
     """Load ``directory`` (model.safetensors or shards) into ``policy`` (an ``OpenPIPolicy``).
 
     Verifies the variant and every shape; missing / unexpected tensors raise ``AssetError`` naming them. The
-    tied LM head / token embedding may be stored once. RLinf's own RL heads are not loaded (ours differ);
-    the value / noise heads start fresh.
+    VLM's LM head is tied to the token embedding and not kept (it never runs); either name fills the embedding.
+    RLinf's own RL heads are not loaded (ours differ); the value / noise heads start fresh.
     """
     source = str(directory)
     raw_keys: list[str] = []
 
     def rename(key: str) -> str | None:
-        raw_keys.append(key)
+        raw_keys.append(strip_wrapper_prefix(key))
         return openpi_key_to_ours(key)
 
     state = read_state_dict(directory, rename=rename)
+    if EMBED_KEY not in state and _VLM_LM_HEAD in raw_keys:  # the tied pair was stored under the head's name
+        head = read_state_dict(directory, rename=lambda k: k if strip_wrapper_prefix(k) == _VLM_LM_HEAD else None)
+        state[EMBED_KEY] = next(iter(head.values()))
     is_pi05 = detect_variant(raw_keys, source)
     if is_pi05 != pi05:
         kind = "pi0.5" if is_pi05 else "pi0"
@@ -85,18 +101,14 @@ def load_openpi_checkpoint(policy: nn.Module, directory: str | Path, pi05: bool)
     dropped = sorted({k.split(".")[0] for k in raw_keys if k.startswith(_RL_HEADS)})
     if dropped:
         logger.warning("%s: RL heads %s are not loaded; they start from a fresh initialisation", source, dropped)
-    if EMBED_KEY in state and LM_HEAD_KEY not in state:
-        state[LM_HEAD_KEY] = state[EMBED_KEY]
-    elif LM_HEAD_KEY in state and EMBED_KEY not in state:
-        state[EMBED_KEY] = state[LM_HEAD_KEY]
     load_into(policy, state, source=source, allow_missing=lambda k: not k.startswith(NET_PREFIX))
 
 
 def save_openpi_checkpoint(policy: nn.Module, directory: str | Path) -> list[str]:
-    """Write the network in openpi's layout (model.safetensors, tied LM head stored once)."""
+    """Write the network in openpi's layout (model.safetensors; the tied LM head is stored as the embedding)."""
     state: dict[str, torch.Tensor] = {}
     for key, tensor in policy.state_dict().items():
         name = our_key_to_openpi(key)
-        if name is not None and key != LM_HEAD_KEY:
+        if name is not None:
             state[name] = tensor
     return save_state_dict(state, directory)

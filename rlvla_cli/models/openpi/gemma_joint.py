@@ -106,8 +106,9 @@ class PaliGemmaWithExpert(nn.Module):
         check_joint_attention(dims)
         self.dims = dims
         self.paligemma = PaliGemmaForConditionalGeneration(paligemma_config(dims))
-        # Tie explicitly: building on the meta device (parameter counting) skips transformers' tying.
-        self.paligemma.lm_head.weight = self.paligemma.model.language_model.embed_tokens.weight
+        # The LM head (tied to the token embedding) never runs here; dropping it also keeps meta-device
+        # parameter counts right (accelerate's init_empty_weights does not tie).
+        self.paligemma.lm_head = None
         self.gemma_expert = GemmaExpert(dims, adarms_expert)
         self.gradient_checkpointing = False
 
@@ -152,7 +153,8 @@ class PaliGemmaWithExpert(nn.Module):
         streams = [(model, h) for model, h in streams if h is not None]
         reference = streams[0][1]
         cos, sin = self.vlm.rotary_emb(reference, position_ids)
-        additive = torch.where(attn_mask[:, None], 0.0, MASK_VALUE).to(reference.dtype)
+        mask_value = max(MASK_VALUE, torch.finfo(reference.dtype).min)  # fp16 cannot hold openpi's value
+        additive = torch.where(attn_mask[:, None], 0.0, mask_value).to(reference.dtype)
         hidden = [h for _, h in streams]
         conds = [expert_cond if model is self.expert else None for model, _ in streams]
         cache: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -164,14 +166,14 @@ class PaliGemmaWithExpert(nn.Module):
                 hidden, kv = self._layer(*args)
             if return_cache:
                 cache.append(kv)
-        outputs = [_norm(model.norm, h, c)[0] for (model, _), h, c in zip(streams, hidden, conds)]
-        by_model = {id(model): out for (model, _), out in zip(streams, outputs)}
+        outputs = [_norm(model.norm, h, c)[0] for (model, _), h, c in zip(streams, hidden, conds, strict=True)]
+        by_model = {id(model): out for (model, _), out in zip(streams, outputs, strict=True)}
         return by_model.get(id(self.vlm)), by_model.get(id(self.expert)), (cache if return_cache else None)
 
     def _layer(self, index, models, hidden, conds, cos, sin, additive, prefix_cache):
         """One joint decoder layer; returns (new hidden per stream, (k, v) of the given tokens)."""
         queries, keys, values, gates = [], [], [], []
-        for model, h, cond in zip(models, hidden, conds):
+        for model, h, cond in zip(models, hidden, conds, strict=True):
             layer = model.layers[index]
             normed, gate = _norm(layer.input_layernorm, h, cond)
             attn = layer.self_attn
@@ -192,7 +194,7 @@ class PaliGemmaWithExpert(nn.Module):
         )
         out = out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
         new_hidden, start = [], 0
-        for model, h, cond, gate in zip(models, hidden, conds, gates):
+        for model, h, cond, gate in zip(models, hidden, conds, gates, strict=True):
             layer = model.layers[index]
             part = out[:, start : start + h.shape[1]].to(layer.self_attn.o_proj.weight.dtype)
             start += h.shape[1]

@@ -69,12 +69,16 @@ class OpenPIFlowModel(nn.Module):
         return self.action_in_proj.weight.dtype
 
     def embed_prefix(
-        self, images: list[torch.Tensor], image_masks: list[torch.Tensor], tokens: torch.Tensor, token_mask: torch.Tensor
+        self,
+        images: list[torch.Tensor],
+        image_masks: list[torch.Tensor],
+        tokens: torch.Tensor,
+        token_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """images: per camera ``[B, 3, S, S]`` in [-1, 1]; image_masks per camera bool ``[B]``; tokens / mask
         ``[B, Lt]`` -> (embeddings ``[B, Lp, W_v]``, pad mask bool ``[B, Lp]``)."""
         embs, pads = [], []
-        for image, valid in zip(images, image_masks):
+        for image, valid in zip(images, image_masks, strict=True):
             emb = self.paligemma_with_expert.embed_image(image.to(self.dtype))
             embs.append(emb)
             pads.append(valid[:, None].expand(emb.shape[0], emb.shape[1]))

@@ -205,6 +205,27 @@ class OpenPIPolicy(VLAPolicy):
             values=self._values(prefix_out, pad, result.value_feature) if compute_values else None,
         )
 
+    def flow_matching_loss(self, obs: Obs, actions: torch.Tensor) -> torch.Tensor:
+        """Behaviour-cloning loss (openpi's training objective) for ``actions`` float32 ``[B, H', A]`` in env units,
+        H' <= action_horizon: normalised, padded to ``[B, H, D]``; the MSE of the velocity is averaged over the
+        given steps and env dims only. Returns a scalar with gradients to every trainable parameter."""
+        inputs = self._obs_inputs(obs)
+        batch, steps, dims = actions.shape
+        if steps > self.cfg.action_horizon or dims != self.action_dim:
+            raise ValueError(f"actions {tuple(actions.shape)} must be [B, <= {self.cfg.action_horizon}, "
+                             f"{self.action_dim}]")
+        normed = normalize(actions.to(self.device).float(), self.norm_stats.actions,
+                           bool(self.cfg.use_quantile_norm), "actions")
+        target = torch.zeros(batch, self.cfg.action_horizon, self.cfg.model_action_dim, device=self.device)
+        target[:, :steps, :dims] = normed
+        size = self.dims.vision.image_size
+        names = ["main_images"] + (["wrist_images"] if self.cfg.num_images == 2 else [])
+        pixels = [images_to_pixels(inputs[name], size) for name in names]
+        masks = [torch.ones(batch, dtype=torch.bool, device=self.device)] * len(pixels)
+        prefix, pad = self.flow.embed_prefix(pixels, masks, inputs["tokens"], inputs["token_mask"])
+        loss = self.flow.flow_matching_loss(prefix, pad, inputs["state"], target)
+        return loss[:, :steps, :dims].mean()
+
     @torch.no_grad()
     def get_values(self, obs: Obs) -> torch.Tensor:
         if self.value_head is None:

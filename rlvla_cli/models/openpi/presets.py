@@ -99,8 +99,10 @@ def with_image_size(dims: OpenPIDims, image_size: int | None) -> OpenPIDims:
 
 
 def check_joint_attention(dims: OpenPIDims) -> None:
-    """The VLM and the expert share one attention: heads, KV heads and head_dim must match."""
+    """The VLM and the expert share one attention per layer: depth, heads, KV heads and head_dim must match."""
     a, b = dims.vlm, dims.expert
+    if a.depth != b.depth:
+        raise ConfigError(f"VLM depth {a.depth} differs from the expert's {b.depth}; joint attention pairs layers")
     if (a.num_heads, a.num_kv_heads, a.head_dim) != (b.num_heads, b.num_kv_heads, b.head_dim):
         raise ConfigError(
             f"VLM heads/kv_heads/head_dim {(a.num_heads, a.num_kv_heads, a.head_dim)} differ from the expert's "

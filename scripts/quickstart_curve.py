@@ -1,0 +1,96 @@
+"""Run the built-in quickstart (`rlvla train`) and plot eval success against wall-clock time.
+
+Usage: python scripts/quickstart_curve.py [--out DIR] [--eval-every N] [--time-limit-s S] [a.b=c ...]
+Writes DIR/curve.json (every eval point and the training success per step) and DIR/curve.png, and prints
+the curve as a table. The time axis starts when the `rlvla train` process starts (startup included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart_curve"), help="Output directory.")
+    parser.add_argument("--eval-every", type=int, default=5, help="runner.val_check_interval for the run.")
+    parser.add_argument("--time-limit-s", type=float, default=600.0, help="Stop the run after this many seconds.")
+    parser.add_argument("--config", type=Path, default=None, help="Config file (default: the built-in quickstart).")
+    parser.add_argument("overrides", nargs="*", help="Extra a.b=c overrides.")
+    return parser.parse_args()
+
+
+def read_curve(metrics_file: Path, start: float) -> dict:
+    """Eval points and per-step training success from metrics.jsonl, times relative to ``start``."""
+    evals, train = [], []
+    for line in metrics_file.read_text().splitlines():
+        record = json.loads(line)
+        seconds = record["wall_time"] - start
+        if record.get("eval/success_once") is not None:
+            evals.append({"step": record["step"], "seconds": seconds, "success_once": record["eval/success_once"]})
+        elif record.get("env/success_once") is not None:
+            train.append({"step": record["step"], "seconds": seconds, "success_once": record["env/success_once"]})
+    return {"eval": evals, "train": train}
+
+
+def plot(curve: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([p["seconds"] / 60 for p in curve["train"]], [p["success_once"] for p in curve["train"]],
+            alpha=0.4, label="train rollouts (sampled)")
+    ax.plot([p["seconds"] / 60 for p in curve["eval"]], [p["success_once"] for p in curve["eval"]],
+            marker="o", label="eval (greedy)")
+    ax.axhline(0.8, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("wall-clock minutes")
+    ax.set_ylabel("success_once")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("rlvla quickstart (built-in task)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    args = parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    run_dir = args.out / "run"
+    command = [sys.executable, "-m", "rlvla_cli", "train"]
+    if args.config:
+        command += ["--config", str(args.config)]
+    command += [f"runner.output_dir={run_dir}", f"runner.val_check_interval={args.eval_every}", *args.overrides]
+    start = time.time()
+    proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        proc.wait(timeout=args.time_limit_s)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # SIGTERM: the run checkpoints and exits
+        proc.wait(timeout=120)
+    curve = read_curve(run_dir / "metrics.jsonl", start)
+    curve.update(command=command, returncode=proc.returncode, total_seconds=time.time() - start)
+    reached = next((p for p in curve["eval"] if p["success_once"] >= 0.8), None)
+    curve["first_eval_at_0.8"] = reached
+    (args.out / "curve.json").write_text(json.dumps(curve, indent=2))
+    plot(curve, args.out / "curve.png")
+    print(f"{'step':>6} {'minutes':>8} {'eval success_once':>18}")
+    for point in curve["eval"]:
+        print(f"{point['step']:>6} {point['seconds'] / 60:>8.2f} {point['success_once']:>18.3f}")
+    if reached:
+        print(f"eval success_once >= 0.8 first at step {reached['step']} after {reached['seconds'] / 60:.2f} min")
+    else:
+        print("eval success_once never reached 0.8")
+    print(f"wrote {args.out / 'curve.json'} and {args.out / 'curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

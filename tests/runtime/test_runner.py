@@ -1,0 +1,85 @@
+"""The loop in-process on CPU: every placement mode runs a step; NaN skips stop the run; a dead worker stops
+it cleanly (no hang, no orphan process, no leaked shared memory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import psutil
+import pytest
+from runtime_configs import small_config
+from tiny_policy import nan_factory, tiny_factory
+
+from rlvla_cli.commands.train import hardware_placement
+from rlvla_cli.errors import WorkerError
+from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.runtime.channels import list_segments
+from rlvla_cli.runtime.runner import Runner
+
+DESIGN_METRICS = {
+    "env/success_once", "env/return", "env/episode_len", "env/reward", "rollout/rewards", "rollout/advantages_mean",
+    "rollout/returns_mean", "train/actor/policy_loss", "train/actor/approx_kl", "train/actor/clip_fraction",
+    "train/actor/ratio", "train/actor/grad_norm", "train/actor/lr", "train/critic/value_loss",
+    "train/critic/explained_variance", "time/step", "time/sync_weights", "time/generate_rollouts",
+    "time/cal_adv_and_returns", "time/actor_training", "perf/env_steps_per_s", "train/skipped_steps",
+}
+
+
+def _children() -> set[int]:
+    """Live child processes, without multiprocessing's resource tracker (one per interpreter, by design)."""
+    out = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(proc.cmdline()):
+                out.add(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("mode", ["collocated", "disaggregated", "hybrid"])
+def test_placement_mode_runs_a_step(tmp_path, mode):
+    cfg = small_config(tmp_path, mode, steps=1)
+    placement, offload = hardware_placement(cfg)
+    assert placement.mode == mode and placement.cpu_mode
+    before = _children()
+    result = Runner(cfg, placement, offload, factory=tiny_factory, console=False).run()
+    assert result.status == "finished" and result.global_step == 1
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert DESIGN_METRICS <= set(record), DESIGN_METRICS - set(record)
+    assert ckpt.read_trainer_state(result.checkpoint)["global_step"] == 1
+    assert (result.checkpoint / "policy" / "model.safetensors").is_file()
+    assert _children() <= before
+
+
+def test_nan_losses_skip_then_stop_with_checkpoint(tmp_path):
+    cfg = small_config(tmp_path, steps=10, overrides=("runner.max_consecutive_skipped=2",))
+    placement, offload = hardware_placement(cfg)
+    result = Runner(cfg, placement, offload, factory=nan_factory, console=False).run()
+    assert result.status == "diverged" and result.global_step == 1  # 2 optimizer steps per training step
+    assert result.last_metrics["train/skipped_steps"] == 2
+    assert ckpt.read_trainer_state(result.checkpoint)["skipped_steps"] == 2
+
+
+def test_dead_env_worker_stops_cleanly(tmp_path):
+    cfg = small_config(tmp_path, steps=1000)
+    placement, offload = hardware_placement(cfg)
+    before_children, before_segments = _children(), list_segments()
+    runner = Runner(cfg, placement, offload, factory=tiny_factory, console=False)
+    killed_at: list[float] = []
+
+    def kill_worker() -> None:
+        while runner.global_step < 1:
+            time.sleep(0.05)
+        os.kill(runner.pool.worker_pids()[0], 9)
+        killed_at.append(time.monotonic())
+
+    threading.Thread(target=kill_worker, daemon=True).start()
+    with pytest.raises(WorkerError, match="env worker 0"):
+        runner.run()
+    assert time.monotonic() - killed_at[0] < 10.0
+    assert _children() <= before_children
+    assert list_segments() <= before_segments
