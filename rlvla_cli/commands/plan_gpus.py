@@ -36,7 +36,7 @@ def run_plan_gpus(
     from rich.console import Console
 
     from rlvla_cli.config.loader import load_config
-    from rlvla_cli.placement.planner import detect_gpus, plan
+    from rlvla_cli.placement.planner import detect_gpus, plan, slots_needed
     from rlvla_cli.placement.render import plan_json, print_plan
 
     mem_bytes = parse_gpu_mem(gpu_mem)
@@ -56,7 +56,9 @@ def run_plan_gpus(
     if mem_bytes is None and detected:
         mem_bytes = detected_mem
     cpu_mode = gpus == 0
-    result = plan(cfg, 1 if cpu_mode else gpus, nodes, None if cpu_mode else mem_bytes, cpu_mode=cpu_mode)
+    if cpu_mode:  # cluster.num_gpus_per_node: 0 -> every process on the CPU; ranks are CPU slots
+        gpus = slots_needed(cfg.cluster.component_placement)
+    result = plan(cfg, gpus, nodes, None if cpu_mode else mem_bytes, cpu_mode=cpu_mode)
     if as_json:
         print(plan_json(result))
     else:

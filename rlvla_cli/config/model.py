@@ -33,7 +33,9 @@ class SmallModelConfig(ModelConfigBase):
     size: Size = Field("small", description="Size preset: tiny | small | full (widths of the CNN and MLPs).")
     precision: Precision = Field("fp32", description="Parameter / compute dtype (fp32 recommended on the CPU).")
     image_size: int = Field(64, ge=8, description="Square input image size the encoder resizes to.")
-    state_dim: int = Field(4, ge=0, description="Proprioception size S of `states` [B, S]; 0 ignores states.")
+    state_dim: int = Field(
+        3, ge=0, description="Proprioception size S of `states` [B, S] (3 for the built-in task); 0 ignores states."
+    )
     text_vocab_size: int = Field(
         1024, ge=16, description="Hash buckets of the word-level instruction tokenizer (no downloads)."
     )

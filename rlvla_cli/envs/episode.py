@@ -58,6 +58,7 @@ class EpisodeSettings:
     use_rel_reward: bool = False
     reward_coef: float = 1.0
     env_offset: int = 0  # index of this env batch's first env among all workers' envs
+    total_envs: int | None = None  # envs over all workers (None: just this batch)
 
     @classmethod
     def from_config(cls, env_cfg, env_offset: int = 0, seed: int | None = None) -> EpisodeSettings:
@@ -71,6 +72,7 @@ class EpisodeSettings:
             use_rel_reward=env_cfg.use_rel_reward,
             reward_coef=env_cfg.reward_coef,
             env_offset=env_offset,
+            total_envs=env_cfg.total_num_envs,
         )
 
 
@@ -140,7 +142,8 @@ class EpisodeVecEnv(VecEnv):
         if self._explicit_ids is not None:
             return self._explicit_ids[env_ids]
         s = self.settings
-        num_groups = max(1, (s.env_offset + self.num_envs) // s.group_size)
+        total = max(s.total_envs or 0, s.env_offset + self.num_envs)
+        num_groups = max(1, total // s.group_size)
         rollout = 0 if s.use_fixed_reset_state_ids else self._rollout
         ids = [
             reset_state_id(self._seed, rollout, g, int(self._episode_count[i]), self.num_reset_states,

@@ -22,7 +22,10 @@ class OpenVLAPolicy(PrismaticPolicy):
 
     @torch.no_grad()
     def predict(self, obs: Obs, mode: Mode = "train", sampling: SamplingParams | None = None) -> PolicyOutput:
-        sampling = sampling or SamplingParams.for_mode(None, mode)
+        with self.inference_mode():
+            return self._decode(obs, sampling or SamplingParams.for_mode(None, mode))
+
+    def _decode(self, obs: Obs, sampling: SamplingParams) -> PolicyOutput:
         inputs = self.inputs_from_obs(obs)
         embeds, mask = self.prefix(inputs)
         batch = embeds.shape[0]

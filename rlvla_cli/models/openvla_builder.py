@@ -6,6 +6,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 from pathlib import Path
 
+import torch
+
 from rlvla_cli.errors import AssetError, ConfigError
 from rlvla_cli.models.checkpoint import load_into, read_json, read_state_dict
 from rlvla_cli.models.normalization import NormStats, read_dataset_statistics, select_stats
@@ -62,8 +64,11 @@ def build_prismatic_policy(policy_cls: type[PrismaticPolicy], cfg, device: str) 
 
     dims, image_size, tokenizer, raw_stats = _resolve(cfg)
     load = bool(cfg.model_path) and device != "meta"
-    context = init_empty_weights(include_buffers=False) if load else nullcontext()
-    with context:  # the 7B body is allocated only by the checkpoint's own tensors
+    if load:  # the 7B body is allocated only by the checkpoint's own tensors
+        context = init_empty_weights(include_buffers=False)
+    else:  # random init straight on the target device (a 7B init on the CPU takes minutes)
+        context = torch.device(device) if device != "meta" else nullcontext()
+    with context:
         vla = PrismaticVLA(dims, image_size, tokenizer.pad_token_id, cfg.attn_implementation)
     policy = policy_cls(cfg, vla, tokenizer, _stats(cfg, raw_stats), raw_stats, image_size)  # heads: real init
     if load:
@@ -94,7 +99,11 @@ def _finish(policy: PrismaticPolicy, cfg, device: str) -> None:
             load_adapter(policy.vla, cfg.lora_path)
             load_heads(policy, cfg.lora_path)
     if cfg.gradient_checkpointing:
-        policy.vla.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm = policy.vla.language_model
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy.vla.vision_backbone.featurizer.gradient_checkpointing = True
         policy.vla.vision_backbone.fused_featurizer.gradient_checkpointing = True
     if device != "meta":

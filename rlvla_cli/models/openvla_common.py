@@ -8,6 +8,7 @@ proprio), ``action_tokens`` int64 ``[B, C * A]`` (vocabulary ids), ``temperature
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -73,6 +74,17 @@ class PrismaticPolicy(VLAPolicy):
         self.lora_config = None
 
     # ---- inputs ----------------------------------------------------------------------------------------
+    @contextmanager
+    def inference_mode(self):
+        """Eval mode for the duration (transformers turns the KV cache off while training with gradient
+        checkpointing), restoring the previous mode after."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
     def _device(self) -> torch.device:
         return self.action_token_ids.device
 

@@ -12,8 +12,9 @@ from rlvla_cli.placement.model_sizes import TransformerStack
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-CUDA_CONTEXT_BYTES = 512 * MIB
-"""CUDA context + cuBLAS/cuDNN workspaces of one process that touches the GPU (~0.5 GiB measured on H100s)."""
+CUDA_CONTEXT_BYTES = 682 * MIB
+"""CUDA context + cuBLAS workspace of one process that touches the GPU: 682 MiB measured on both an H100 and
+an H200 with torch 2.11 / CUDA 13 (``test_placement_gpu_memory``)."""
 
 ADAM_MIXED_BYTES_PER_PARAM = 12
 """bf16/fp16 mixed precision: fp32 master copy (4) + Adam m (4) + Adam v (4) per trainable parameter."""
@@ -87,18 +88,35 @@ def training_state_bytes(
 
 
 def layer_activation_elements_per_token(stack: TransformerStack) -> int:
-    """Tensors one transformer layer saves for backward, in elements per token.
+    """Tensors one transformer layer keeps for backward, in bf16 elements per token (fp32 counts twice).
 
-    Counted (flash / SDPA attention, so no ``s^2`` score matrix; no dropout masks):
-    two norm inputs ``2h``, attention input after the norm ``h``, q ``q_dim``, k and v ``2 kv_dim``,
-    attention output (= o-proj input) ``q_dim``, MLP input after the norm ``h``, and for a gated MLP gate,
-    act(gate), up, product ``4f`` (plain MLP: fc1 output and activation ``2f``):
-    ``4h + 2 q_dim + 2 kv_dim + (4f | 2f)``. Llama-2-7B: 4*4096 + 2*4096 + 2*4096 + 4*11008 = 76,800
-    (= 18.75 h; Korthikanti et al. 2022 count 34 h for GPT with dropout and non-flash attention).
+    ``2 (norm_saves + 1) h + 3 q_dim + 2 kv_dim + (4f | 2f) (+ 2h with LayerScale)``:
+
+    - two norms, each keeping ``norm_saves x h`` inside (transformers' RMSNorm upcasts to fp32) plus its
+      output ``h``, the input of the next linear;
+    - attention (flash / SDPA, no ``s^2`` score matrix, no dropout): q, k, v ``q + 2 kv``, its output ``q``
+      and the o-projection's contiguous copy of it ``q``;
+    - gated MLP (SwiGLU / GeGLU): gate, act(gate), up, product ``4f``; plain GELU MLP: fc1 out, act ``2f``;
+    - LayerScale (DINOv2): the two scaled inputs ``2h``.
+
+    Llama-2-7B: 2*4*4096 + 3*4096 + 2*4096 + 4*11008 = 97,280; Gemma 2B: 2*5*2048 + 3*2048 + 2*256 +
+    4*16384 = 92,672. Measured with ``tests/placement/test_placement_gpu_memory.py`` on an H200
+    (transformers 5.x, torch 2.11, bf16, SDPA, 4 full-width layers, 4 x 284 tokens), measured / predicted:
+    Llama 0.98, Gemma 0.98, DINOv2-L blocks of ``models/vision.py`` 0.94, Llama with bf16 LoRA r=32 on
+    every linear 0.86 (frozen linears keep less), checkpointed Llama / Gemma 0.87 / 0.88.
+    Korthikanti et al. (2022) count 34 h for GPT with dropout and non-flash attention.
     """
     h, f = stack.hidden, stack.intermediate
+    norms = 2 * (stack.norm_saves + 1) * h
+    attention = 3 * stack.q_dim + 2 * stack.kv_dim
     mlp = 4 * f if stack.gated_mlp else 2 * f
-    return 4 * h + 2 * stack.q_dim + 2 * stack.kv_dim + mlp
+    return norms + attention + mlp + (2 * h if stack.layer_scale else 0)
+
+
+def final_norm_elements_per_token(stack: TransformerStack) -> int:
+    """The stack's final norm keeps its internals, ``norm_saves x h`` (0 without one); its output belongs to
+    whatever reads it (the LM head's input is counted with the logits)."""
+    return stack.norm_saves * stack.hidden if stack.final_norm else 0
 
 
 def stack_activation_bytes(
@@ -106,17 +124,19 @@ def stack_activation_bytes(
 ) -> int:
     """Activations a stack keeps for backward over one micro-batch.
 
-    Without checkpointing: ``L x tokens x batch x passes x e x act_bytes`` with ``e`` from
-    :func:`layer_activation_elements_per_token`. With per-layer checkpointing only each layer's input
-    (``h`` elements per token) is kept, plus one layer's full activations while it is recomputed:
-    ``(L x h + e) x tokens x batch x passes x act_bytes``. ``passes``: forward passes with grad per sample
+    Without checkpointing: ``(L e + n) x tokens x batch x passes x act_bytes`` with ``e`` from
+    :func:`layer_activation_elements_per_token` and ``n`` the final norm's
+    (:func:`final_norm_elements_per_token`). With per-layer checkpointing only each layer's input
+    (``h`` per token) is kept, plus one layer's full activations while it is recomputed:
+    ``(L h + e + n) x tokens x batch x passes x act_bytes``. ``passes``: forward passes with grad per sample
     (pi0's expert runs once per scored denoising step).
     """
     per_token = layer_activation_elements_per_token(stack)
+    final = final_norm_elements_per_token(stack)
     token_count = tokens * batch * passes
     if checkpointing:
-        return (stack.num_layers * stack.hidden + per_token) * token_count * act_bytes
-    return stack.num_layers * per_token * token_count * act_bytes
+        return (stack.num_layers * stack.hidden + per_token + final) * token_count * act_bytes
+    return (stack.num_layers * per_token + final) * token_count * act_bytes
 
 
 def logits_bytes(batch: int, seq_tokens: int, scored_tokens: int, vocab: int) -> int:

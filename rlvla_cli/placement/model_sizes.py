@@ -28,6 +28,11 @@ class TransformerStack:
     extra_per_layer: parameters per layer outside linears and norms (DINOv2 LayerScale: 2 x hidden).
     embed_params: patch embedding, position embedding, class/register tokens of a vision tower.
     fused_qkv: one ``h -> q + 2 kv`` linear (timm ViTs) instead of three; same parameters, fewer LoRA ones.
+    final_norm: the stack ends with a norm (OpenVLA's truncated towers do not).
+    layer_scale: LayerScale after attention and MLP (DINOv2); its inputs are kept for backward.
+    norm_saves: what one norm keeps for backward besides its output, in units of ``h`` bf16 elements:
+        transformers' Llama RMSNorm 3 (fp32 input 2 + bf16 normalised 1), Gemma's 4 (fp32 input and fp32
+        normalised, for its ``1 + weight`` scale), a bf16 LayerNorm 1 (its input). Measured, see memory.py.
     """
 
     name: str
@@ -44,6 +49,8 @@ class TransformerStack:
     embed_params: int = 0
     fused_qkv: bool = False
     final_norm: bool = True
+    layer_scale: bool = False
+    norm_saves: int = 3
 
     @property
     def q_dim(self) -> int:
@@ -139,6 +146,7 @@ def vit_stack(
         name, depth, width, mlp, heads, heads, width // heads, gated_mlp=False, bias=True, layer_norm=True,
         extra_per_layer=2 * width if layer_scale else 0,
         embed_params=vit_embed_params(width, patch, image_size, cls_tokens, pos_for_cls=False), fused_qkv=fused_qkv,
+        layer_scale=layer_scale, norm_saves=1,
     )
 
 
@@ -174,7 +182,7 @@ def gemma_stack(width: int, mlp: int, depth: int, heads: int, kv_heads: int, hea
     """A Gemma decoder stack (RMSNorm, GeGLU, no biases). adaRMS (pi0.5's expert) conditions each of the two
     norms on time through ``Linear(w, 3w)`` instead of a weight vector."""
     extra = 2 * (linear_params(width, 3 * width) - width) if ada_rms else 0
-    return TransformerStack(name, depth, width, mlp, heads, kv_heads, head_dim, extra_per_layer=extra)
+    return TransformerStack(name, depth, width, mlp, heads, kv_heads, head_dim, extra_per_layer=extra, norm_saves=4)
 
 
 def gemma_2b_stack() -> TransformerStack:

@@ -59,7 +59,7 @@ def summary_lines(plan: Plan) -> list[str]:
     """Mode, model size, worker counts and offload decisions, one fact per line."""
     pl, prof = plan.placement, plan.profile
     lines = [
-        f"mode: {pl.mode} on {pl.num_nodes} node(s) x {pl.gpus_per_node} GPU(s)",
+        f"mode: {pl.mode} on {pl.num_nodes} node(s) x {pl.gpus_per_node} {'CPU slot' if pl.cpu_mode else 'GPU'}(s)",
         f"model: {prof.name}, {_count(prof.total_params)} parameters, {_count(prof.trainable_params)} trainable",
         f"workers: env {pl.env_workers}, rollout {pl.rollout_workers}, actor data-parallel {pl.actor_dp_size}",
     ]

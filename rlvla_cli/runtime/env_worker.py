@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from typing import Any
@@ -78,7 +79,12 @@ def _serve(conn, envs: list, blocks: list[ShmTensorBlock]) -> None:
 
 def env_worker_main(conn, env_cfg, worker_index: int, num_workers: int, stages: int, seed: int | None,
                     video_dir: str | None) -> None:
-    """Entry point of a spawned env worker: build the env groups, hand over specs, attach, serve."""
+    """Entry point of a spawned env worker: build the env groups, hand over specs, attach, serve.
+
+    Ctrl-C reaches the whole process group; workers ignore it so the runtime can checkpoint and then stop
+    them with ``close()``. A vanished runtime (pipe closed) ends the worker too, so none is orphaned.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     envs, blocks = [], []
     try:

@@ -19,6 +19,7 @@ import torch
 from rlvla_cli.errors import WorkerError
 from rlvla_cli.runtime import checkpoint as ckpt
 from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
+from rlvla_cli.runtime.perf import actor_mfu
 from rlvla_cli.runtime.rollout_worker import RolloutWorker, concat_batches, episode_metrics
 from rlvla_cli.runtime.signals import StopRequest
 from rlvla_cli.runtime.trainer_group import PolicyFactory, TrainerGroup, default_policy_factory
@@ -195,6 +196,11 @@ class Runner:
         timings["time/step"] = time.perf_counter() - start
         metrics = {**episode_metrics(episodes), **rollout_metrics(batch), **train_metrics, **timings}
         metrics["perf/env_steps_per_s"] = env_steps / max(timings["time/generate_rollouts"], 1e-9)
+        mfu = actor_mfu(self.group.module, batch.num_steps * batch.num_envs * self.cfg.algorithm.update_epoch,
+                        timings["time/actor_training"], self.placement.components["actor"].processes[0].device,
+                        self.group.world)
+        if mfu is not None:
+            metrics["perf/actor_mfu"] = mfu
         metrics["perf/total_env_steps"] = float(self.env_steps)
         metrics["train/weight_version"] = float(self.sync.version)
         self.tracker.log(metrics, self.global_step)

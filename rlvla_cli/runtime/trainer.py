@@ -80,7 +80,9 @@ def deepspeed_config(actor_cfg: Any, dp_size: int, on_gpu: bool) -> dict[str, An
     """DeepSpeed config dict from ``actor`` (micro/global batch, optim.clip_grad, deepspeed.*).
 
     gradient_accumulation_steps = global_batch_size / (micro_batch_size x dp_size); raises ConfigError when it
-    does not divide. bf16 only on GPUs (a CPU run trains in fp32).
+    does not divide. DeepSpeed's own bf16 mode stays off: it would cast every parameter and buffer of the
+    policy (value heads and input buffers included); ``deepspeed.bf16`` instead runs the forward under
+    ``torch.autocast`` on GPUs (see Trainer), and the weights keep the dtype ``actor.model.precision`` gave them.
     """
     micro, global_batch = actor_cfg.micro_batch_size, actor_cfg.global_batch_size
     if global_batch % (micro * dp_size):
@@ -105,7 +107,7 @@ def deepspeed_config(actor_cfg: Any, dp_size: int, on_gpu: bool) -> dict[str, An
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
-        "bf16": {"enabled": bool(ds.bf16 and on_gpu)},
+        "bf16": {"enabled": False},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
@@ -136,6 +138,8 @@ class Trainer:
             model=policy.to(self.device), optimizer=optimizer, config=config,
         )
         self.update_fn = update_fn
+        use_autocast = bool(actor_cfg.deepspeed.bf16) and self.device.type == "cuda"
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast)
         self.optimizer_steps = 0  # applied + skipped optimizer steps (drives the lr schedule)
         self.skipped_steps = 0
         self.consecutive_skipped = 0
@@ -186,7 +190,14 @@ class Trainer:
 
         self.engine.train()
         update = self.update_fn or train_on_batch
-        metrics = update(
+        with self.autocast:
+            metrics = self._run_update(update, batch, global_step)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics["train/consecutive_skipped"] = float(self.consecutive_skipped)
+        return metrics
+
+    def _run_update(self, update: UpdateFn, batch: Any, global_step: int) -> dict[str, float]:
+        return update(
             self.module, batch.to(self.device), self.optimizer, self.algo_cfg,
             micro_batch_size=self.actor_cfg.micro_batch_size,
             global_batch_size=self.actor_cfg.global_batch_size,
@@ -197,9 +208,6 @@ class Trainer:
             step=self._step_hook,
             generator=self.generator,
         )
-        metrics = {k: float(v) for k, v in metrics.items()}
-        metrics["train/consecutive_skipped"] = float(self.consecutive_skipped)
-        return metrics
 
     def state_dict_extra(self) -> dict[str, Any]:
         """Counters that live outside DeepSpeed's engine checkpoint (one key: DeepSpeed owns the plain names)."""

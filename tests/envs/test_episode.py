@@ -128,10 +128,20 @@ def test_seeding_is_deterministic_and_fixed_ids_repeat():
     assert fixed.reset()[1]["reset_state_ids"].tolist() == [3, 4, 5, 6]  # enumerated in order from the seed
 
 
-def test_env_offset_makes_worker_slices_match_one_big_batch():
-    whole = ScriptedEnv(8, max_episode_steps=5, group_size=2, seed=5).reset()[1]["reset_state_ids"]
-    upper = ScriptedEnv(4, max_episode_steps=5, group_size=2, seed=5, env_offset=4).reset()[1]["reset_state_ids"]
-    assert torch.equal(whole[4:], upper)
+@pytest.mark.parametrize("fixed", [False, True])
+def test_env_offset_makes_worker_slices_match_one_big_batch(fixed):
+    def run(env):
+        ids = [env.reset()[1]["reset_state_ids"]]
+        for _ in range(3):  # auto-resets: the second and third episodes must line up too
+            env.chunk_step(actions(env.num_envs, 5))
+            ids.append(env.state_ids.clone())
+        return torch.stack(ids)
+
+    kwargs = dict(max_episode_steps=5, group_size=2, seed=5, use_fixed_reset_state_ids=fixed)
+    whole = run(ScriptedEnv(8, **kwargs))
+    lower = run(ScriptedEnv(4, env_offset=0, total_envs=8, **kwargs))
+    upper = run(ScriptedEnv(4, env_offset=4, total_envs=8, **kwargs))
+    assert torch.equal(whole, torch.cat([lower, upper], dim=1))
 
 
 def test_reset_state_id_is_in_range():

@@ -150,3 +150,15 @@ def test_bf16_runs():
     assert out.actions.dtype == torch.float32 and out.values.dtype == torch.float32
     assert next(policy.vla.parameters()).dtype == torch.bfloat16
     assert policy.value_head.net[0].weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["openvla", "openvla_oft"])
+def test_gradient_checkpointing_in_train_mode(kind):
+    policy = _build(kind, gradient_checkpointing=True, add_value_head=True)
+    policy.train()
+    out = policy.predict(make_obs(2), "train")  # the KV cache still works in train mode
+    assert policy.training
+    ev = policy.evaluate(out.forward_inputs)
+    torch.testing.assert_close(ev.logprobs, out.logprobs, atol=1e-5, rtol=0)
+    ev.logprobs.sum().backward()
+    assert policy.vla.projector.fc1.weight.grad is not None

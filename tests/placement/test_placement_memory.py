@@ -108,13 +108,14 @@ def test_openvla_7b_lora_training_state_by_hand():
     # Adam fp32 master+m+v 12 B x 107,862,016 = 1,294,344,192 -> 16,722,105,664 B = 15.57 GiB
     assert state == {"weights": 15_212_037_440, "grads": 215_724_032, "optimizer": 1_294_344_192}
     # activations, micro batch 1, bf16, no checkpointing. LM sequence = BOS 1 + 256 patches + 20 prompt + 7 actions
-    # = 284 tokens; per token per layer (4h + 2q + 2kv + 4f) = 76,800 elements = 153,600 B:
-    #   Llama 32 x 153,600 x 284 = 1,395,916,800
-    #   DINOv2 (261 tokens: 256 patches + cls + 4 registers), 23 layers x (4+2+2)*1024 + 2*4096 = 16,384 el.
-    #   = 32,768 B -> 23 x 32,768 x 261 = 196,706,304
-    #   SigLIP (256 tokens) 26 x (8*1152 + 2*4304 = 17,824 el. = 35,648 B) x 256 = 237,273,088
+    # = 284 tokens. Per token per layer (memory.layer_activation_elements_per_token):
+    #   Llama: norms 2*(3+1)*4096 + attention 3*4096 + 2*4096 + SwiGLU 4*11008 = 97,280 el. = 194,560 B,
+    #   final norm 3*4096 = 12,288 el. -> (32 x 97,280 + 12,288) x 284 x 2 B = 1,775,140,864
+    #   DINOv2 (261 tokens: 256 patches + cls + 4 registers; 23 built layers, no final norm): norms 2*2*1024,
+    #   attention 5*1024, MLP 2*4096, LayerScale 2*1024 = 19,456 el. = 38,912 B -> 23 x 38,912 x 261 = 233,588,736
+    #   SigLIP (256 tokens, 26 layers): 4*1152 + 5*1152 + 2*4304 = 18,976 el. = 37,952 B -> 252,608,512
     # logits: 284 x 32064 x 2 (bf16) + 7 x 32064 x 8 (fp32 log-softmax + grad) = 20,007,936
-    assert acts == {"activations": 1_395_916_800 + 196_706_304 + 237_273_088, "logits": 20_007_936}
+    assert acts == {"activations": 1_775_140_864 + 233_588_736 + 252_608_512, "logits": 20_007_936}
 
 
 # ------------------------------------------------------------------------------------- case 2: 7B full fine-tune
@@ -149,27 +150,30 @@ def test_pi0_full_finetune_by_hand():
     state, acts = actor_process_memory(profile, MemorySettings(micro_batch_size=1, zero_stage=2), dp_size=1)
     assert sum(state.values()) == 16 * p == 51_808_776_448  # 48.25 GiB on one GPU
     # prefix = 2 images x 256 + 48 text = 560 tokens through SigLIP (512) and Gemma; expert: 10 actions + state = 11
-    # Gemma 2B per token per layer 4*2048 + 2*2048 + 2*256 + 4*16384 = 78,336 el. = 156,672 B x 18 x 560
-    #   = 1,579,253,760
-    # SigLIP 27 x 35,648 x 512 = 492,797,952
-    # expert 4*1024 + 2*2048 + 2*256 + 4*4096 = 25,088 el. = 50,176 B x 18 x 11 = 9,934,848 (1 pass: flow_sde)
-    assert acts == {"activations": 1_579_253_760 + 492_797_952 + 9_934_848, "logits": 0}
+    # Gemma 2B per token per layer: norms 2*(4+1)*2048 + attention 3*2048 + 2*256 + GeGLU 4*16384 = 92,672 el.,
+    #   final norm 4*2048 = 8,192 -> (18 x 92,672 + 8,192) x 560 x 2 B = 1,877,442,560
+    # SigLIP: 4*1152 + 5*1152 + 2*4304 = 18,976 el., final LayerNorm 1152 -> (27 x 18,976 + 1,152) x 512 x 2
+    #   = 525,828,096
+    # expert: 2*5*1024 + 3*2048 + 2*256 + 4*4096 = 33,280 el., final norm 4,096 -> (18 x 33,280 + 4,096) x 11 x 2
+    #   = 13,268,992 (one pass: flow_sde scores one denoising step)
+    assert acts == {"activations": 1_877_442_560 + 525_828_096 + 13_268_992, "logits": 0}
 
 
 def test_pi0_expert_only_keeps_prefix_kv_and_scores_every_step_with_joint_logprob():
     cfg = OpenPIModelConfig(noise_method="flow_noise", noise_logvar_range=(0.08, 0.16))  # joint_logprob -> True
     profile = model_profile(cfg)
     _, acts = actor_process_memory(profile, MemorySettings(micro_batch_size=2), dp_size=1)
-    # expert: 4 denoising passes x 11 tokens x 2 samples x 18 layers x 50,176 B = 79,478,784
+    # expert: (18 x 33,280 + 4,096) el. x 11 tokens x 2 B x 4 denoising passes x 2 samples = 106,151,936
     # frozen prefix K/V: 2 x 18 layers x 560 tokens x 256 (1 KV head) x 2 B = 10,321,920 per sample x 2
-    assert acts["activations"] == 79_478_784 + 2 * 10_321_920
+    assert acts["activations"] == 106_151_936 + 2 * 10_321_920
 
 
 # ------------------------------------------------------------------------------------------ smaller pieces
 def test_gradient_checkpointing_formula():
     llama = ms.llama2_7b_stack()
-    # kept: each layer's input, 32 x 4096 el. per token, + one layer's 76,800 el. = 207,872 el. x 284 tokens x 2 B
-    assert mem.stack_activation_bytes(llama, 284, 1, checkpointing=True) == 207_872 * 284 * 2 == 118_071_296
+    # kept: each layer's input 32 x 4096 el. per token + one recomputed layer 97,280 + final norm 12,288
+    # = 240,640 el. x 284 tokens x 2 B
+    assert mem.stack_activation_bytes(llama, 284, 1, checkpointing=True) == 240_640 * 284 * 2 == 136_683_520
 
 
 def test_rollout_memory_openvla_by_hand():
@@ -177,16 +181,16 @@ def test_rollout_memory_openvla_by_hand():
     weights, runtime = rollout_process_memory(profile, MemorySettings(), batch=8)
     assert weights == {"weights": 2 * 7_498_156_704}
     # KV cache: 2 (k, v) x 32 layers x 284 tokens x 8 obs x 4096 x 2 B = 1,191,182,336
-    # largest transient layer: Llama 76,800 el. x 284 x 8 x 2 B = 348,979,200;
+    # largest transient layer: Llama 97,280 el. x 284 x 8 x 2 B = 442,040,320;
     # sampling logits 8 x 7 x 32064 x 4 = 7,182,336
-    assert runtime == {"kv_cache": 1_191_182_336, "activations": 348_979_200 + 7_182_336}
+    assert runtime == {"kv_cache": 1_191_182_336, "activations": 442_040_320 + 7_182_336}
 
 
 def test_rollout_oft_decodes_in_parallel_without_kv_cache():
     profile = model_profile(OpenVLAOFTModelConfig(num_action_chunks=8))
     _, runtime = rollout_process_memory(profile, MemorySettings(), batch=8)
     assert runtime["kv_cache"] == 0  # one parallel pass over 1 + 256 + 20 + 56 = 333 tokens
-    assert runtime["activations"] == 76_800 * 333 * 8 * 2 + 8 * 56 * 32064 * 4
+    assert runtime["activations"] == 97_280 * 333 * 8 * 2 + 8 * 56 * 32064 * 4
 
 
 def test_simulator_memory():

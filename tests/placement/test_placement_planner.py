@@ -8,6 +8,7 @@ import pytest
 
 from rlvla_cli.config.loader import load_config
 from rlvla_cli.errors import ConfigError
+from rlvla_cli.placement.memory import CUDA_CONTEXT_BYTES
 from rlvla_cli.placement.planner import plan, validate_placement_rules
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -40,8 +41,8 @@ def test_oft_7b_lora_with_offload_fits_one_24gib_gpu():
     # training phase: actor (bf16 weights 14.2 GiB + LoRA grads/Adam + activations) while the rollout copy waits
     # on the CPU; rollout phase: the rollout copy while the actor waits on the CPU
     assert 16 * GIB < gpu.training_total < 24 * GIB
-    assert gpu.rollout["actor"] == 512 * 1024**2  # only its CUDA context stays
-    assert gpu.training["rollout"] == 512 * 1024**2
+    assert gpu.rollout["actor"] == CUDA_CONTEXT_BYTES  # only its CUDA context stays
+    assert gpu.training["rollout"] == CUDA_CONTEXT_BYTES
     assert result.offload["actor"].applied and result.offload["actor"].needed
     assert result.offload["rollout"].applied and result.offload["rollout"].needed
 

@@ -81,3 +81,45 @@ def test_misuse_is_reported():
             pool.send_actions(0, torch.zeros(2, 3, 7))  # chunk longer than max_chunk
     with pytest.raises(ValueError):
         EnvWorkerPool(BuiltinEnvConfig(total_num_envs=6), num_workers=4)
+
+
+_ORPHAN_SCRIPT = """
+import time
+from rlvla_cli.config.env import BuiltinEnvConfig
+from rlvla_cli.runtime.env_worker import EnvWorkerPool
+if __name__ == "__main__":
+    pool = EnvWorkerPool(BuiltinEnvConfig(total_num_envs=4), num_workers=2)
+    pool.reset()
+    print(" ".join(map(str, pool.worker_pids())), flush=True)
+    time.sleep(300)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_and_segments_vanish_when_the_runtime_is_killed(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "runtime.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    before = list_segments()
+    runtime = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                               cwd=os.getcwd(), stderr=subprocess.DEVNULL)
+    try:
+        pids = [int(p) for p in runtime.stdout.readline().split()]
+        assert len(pids) == 2 and len(list_segments() - before) == 2
+    finally:
+        runtime.kill()
+        runtime.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (any(_running(p) for p in pids) or list_segments() - before):
+        time.sleep(0.2)
+    assert not any(_running(p) for p in pids)  # no orphans: workers exit when their pipe closes
+    assert list_segments() == before  # the resource tracker unlinks what the killed runtime owned

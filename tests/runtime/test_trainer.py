@@ -48,7 +48,7 @@ def test_deepspeed_config_accumulation_and_errors():
     config = deepspeed_config(actor_cfg(stage=2, clip_grad=2.0), dp_size=2, on_gpu=False)
     assert config["gradient_accumulation_steps"] == 2  # 16 / (4 x 2)
     assert config["gradient_clipping"] == 2.0 and config["zero_optimization"]["stage"] == 2
-    assert config["bf16"]["enabled"] is False  # CPU trains in fp32
+    assert config["bf16"]["enabled"] is False  # bf16 is torch.autocast on GPUs, never DeepSpeed's cast
     assert deepspeed_config(actor_cfg(stage=0), 1, on_gpu=True)["gradient_clipping"] == 0.0  # FiniteAdamW clips
     with pytest.raises(ConfigError, match="global_batch_size"):
         deepspeed_config(actor_cfg(), dp_size=3, on_gpu=False)
@@ -97,3 +97,12 @@ def test_save_load_round_trip(single_rank_group, tmp_path):
     assert got["train/actor/policy_loss"] == pytest.approx(expected["train/actor/policy_loss"], abs=1e-7)
     for (name, a), b in zip(first.module.state_dict().items(), second.module.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-7), name
+
+
+def test_actor_mfu_estimate():
+    from rlvla_cli.runtime.perf import actor_mfu, training_flops_per_sample
+
+    policy = TinyPolicy()
+    params = sum(p.numel() for p in policy.parameters())
+    assert training_flops_per_sample(policy) == 6.0 * params  # forward 2N + backward 4N
+    assert actor_mfu(policy, samples=100, seconds=1.0, device="cpu") is None  # no peak for a CPU

@@ -1,0 +1,53 @@
+"""Launcher plumbing: hostfile and multi-node command, signals, and a real DeepSpeed-launcher run (2 ranks)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from runtime_configs import small_config_dict, write_config
+
+from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.runtime.launcher import free_port, multinode_command, write_hostfile
+from rlvla_cli.runtime.signals import StopRequest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_hostfile_and_multinode_command(tmp_path):
+    hostfile = write_hostfile(["node-a", "node-b"], 8, tmp_path / "hostfile")
+    assert hostfile.read_text() == "node-a slots=8\nnode-b slots=8\n"
+    cluster = SimpleNamespace(num_nodes=2, hosts=["node-a", "node-b"], master_addr=None, master_port=29500)
+    command = multinode_command(cluster, 8, "cfg.yaml", ["runner.seed=1"], hostfile)
+    assert command[:2] == ["deepspeed", "--hostfile"] and "--no_local_rank" in command
+    assert command[command.index("--master_addr") + 1] == "node-a"
+    assert command[-4:] == ["train", "--config", "cfg.yaml", "runner.seed=1"]
+
+
+def test_stop_request_catches_sigterm_and_restores():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop() and stop.signal_name == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("deepspeed") is None, reason="the deepspeed launcher is not on PATH")
+def test_deepspeed_launcher_two_ranks(tmp_path):
+    """What a multi-node run does on each node, on one node: DeepSpeed's launcher starts 2 ranks of
+    `rlvla train`; rank 0 drives, rank 1 serves as a trainer rank."""
+    config = write_config(tmp_path / "two.yaml", small_config_dict(tmp_path / "run", "two_ranks", steps=2))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port()), "--no_local_rank",
+               "--module", "rlvla_cli", "train", "--config", str(config)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    checkpoint = ckpt.resolve_resume_dir("auto", tmp_path / "run")
+    assert checkpoint.name == "global_step_2"
+    assert (checkpoint / "rng" / "rank_1.pt").is_file()
