@@ -82,10 +82,27 @@ def build_prismatic_policy(policy_cls: type[PrismaticPolicy], cfg, device: str) 
             return None if (ours and ours.startswith(HEAD_PREFIXES) and ours not in own) else ours
 
         state = read_state_dict(cfg.model_path, rename)
+        state.update(_oft_proprio_file(policy, cfg.model_path, state))
         # heads the checkpoint lacks (a fresh critic / proprio projector on a base VLA) keep their init
         load_into(policy, state, source=str(cfg.model_path), allow_missing=lambda k: k.startswith(HEAD_PREFIXES))
     _finish(policy, cfg, device)
     return policy
+
+
+def _oft_proprio_file(policy, model_path: str, state: dict) -> dict:
+    """OpenVLA-OFT ships its proprio projector apart, as ``proprio_projector--<step>_checkpoint.pt`` (a torch
+    pickle: read with ``weights_only=True``, ``module.`` prefixes dropped) -> ``proprio_projector.*`` tensors."""
+    if getattr(policy, "proprio_projector", None) is None or any(k.startswith("proprio_projector.") for k in state):
+        return {}
+    files = sorted(Path(model_path).glob("proprio_projector--*_checkpoint.pt"))
+    if not files:
+        return {}
+    try:
+        raw = torch.load(str(files[-1]), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise AssetError(f"{files[-1]} could not be read as plain tensors ({err})",
+                         fix="re-export it with torch.save(state_dict) or safetensors") from err
+    return {"proprio_projector." + k.removeprefix("module."): v for k, v in raw.items()}
 
 
 def _finish(policy: PrismaticPolicy, cfg, device: str) -> None:

@@ -64,13 +64,18 @@ def load_tokenizer(model_path: str | Path, trust_remote_code: bool = False):
     """The tokenizer saved in a checkpoint directory (tokenizer.json / tokenizer.model + tokenizer_config.json),
     local files only; a pad token is added if the checkpoint has none (OpenVLA adds ``<PAD>``)."""
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # config.json says model_type "openvla", which transformers warns about
     try:
         tok = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise AssetError(f"no usable tokenizer in {model_path} ({str(err).splitlines()[0]})",
                          key="actor.model.model_path",
                          fix="the checkpoint needs tokenizer.json and tokenizer_config.json") from err
+    finally:
+        hf_logging.set_verbosity(previous)
     if tok.pad_token_id is None:
         tok.add_special_tokens({"pad_token": PAD_TOKEN})
     return tok

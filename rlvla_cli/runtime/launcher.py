@@ -29,6 +29,9 @@ def backend_for(device: str) -> str:
     return "nccl" if torch.device(device).type == "cuda" else "gloo"
 
 
+_OWN_ENV: dict[str, str | None] = {}  # rendezvous variables set by init_distributed -> their previous values
+
+
 def launched_externally() -> bool:
     """True when a launcher (``deepspeed``, ``torchrun``) started this process as one rank of several."""
     return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -49,9 +52,11 @@ def init_distributed(rank: int, world_size: int, device: str, master_addr: str |
     if dev.type == "cuda":
         torch.cuda.set_device(dev.index or 0)
     if not launched_externally():
-        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                          LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR=master_addr or "127.0.0.1",
-                          MASTER_PORT=str(master_port or free_port()))
+        values = dict(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR=master_addr or "127.0.0.1",
+                      MASTER_PORT=str(master_port or free_port()))
+        _OWN_ENV.update({key: os.environ.get(key) for key in values if key not in _OWN_ENV})
+        os.environ.update(values)
     deepspeed.init_distributed(dist_backend=backend_for(device), auto_mpi_discovery=False, verbose=False)
 
 
@@ -61,6 +66,12 @@ def shutdown_distributed() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    for key, previous in _OWN_ENV.items():  # undo the rendezvous variables this process set itself
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous
+    _OWN_ENV.clear()
     try:
         import deepspeed.comm.comm as ds_comm
         from deepspeed.utils import groups

@@ -134,9 +134,15 @@ class Trainer:
             betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay,
         )
         config = deepspeed_config(actor_cfg, dp_size, self.device.type == "cuda")
+        scalars = [p for p in policy.parameters() if p.dim() == 0]
+        for param in scalars:  # DeepSpeed's initial broadcast views each parameter as bytes: 0-d cannot
+            param.data = param.data.reshape(1)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=policy.to(self.device), optimizer=optimizer, config=config,
         )
+        if actor_cfg.deepspeed.zero_stage < 3:
+            for param in scalars:
+                param.data = param.data.reshape(())
         self.update_fn = update_fn
         use_autocast = bool(actor_cfg.deepspeed.bf16) and self.device.type == "cuda"
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast)

@@ -133,3 +133,50 @@ def test_count_parameters_full_size_on_meta():
     assert 7.45e9 < counts["total"] < 7.56e9 and counts["value_head"] == 0
     lora = count_parameters(OpenVLAModelConfig(size="full", is_lora=True, lora_rank=32, add_value_head=True))
     assert 0 < lora["trainable"] < 0.02 * lora["total"] and lora["value_head"] > 0
+
+
+def test_adapter_saved_by_peft_itself_loads(tmp_path, upstream):
+    """An adapter written by ``PeftModel.save_pretrained`` around the same HF-named module (as RLinf / OpenVLA
+    fine-tuning scripts do) loads into our policy, and ours reloads into a PeftModel."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from rlvla_cli.models.prismatic import PrismaticVLA
+    from rlvla_cli.models.tokenization import build_fallback_tokenizer
+
+    directory, _ = upstream
+    cfg = tiny_cfg(model_path=str(directory), unnorm_key="bridge_orig")
+    torch.manual_seed(3)
+    dims = openvla_dims("tiny")
+    body = PrismaticVLA(dims, 28, build_fallback_tokenizer(dims.llm.base_vocab_size).pad_token_id, "eager")
+    peft_model = get_peft_model(body, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "qkv"],
+                                                 init_lora_weights="gaussian"))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    peft_model.save_pretrained(str(tmp_path / "adapter"))
+    policy = build_policy(cfg.model_copy(update={"is_lora": True, "lora_path": str(tmp_path / "adapter")}))
+    ours = {n.replace("vla.", "", 1): p for n, p in policy.named_parameters() if "lora_" in n}
+    theirs = {n.replace("base_model.model.", "", 1): p for n, p in peft_model.named_parameters() if "lora_" in n}
+    assert set(ours) == set(theirs)
+    for name, p in theirs.items():
+        assert torch.equal(ours[name], p), name
+    policy.save_pretrained(tmp_path / "ours")
+    fresh = PrismaticVLA(dims, 28, body.language_model.config.pad_token_id, "eager")
+    reloaded = PeftModel.from_pretrained(fresh, str(tmp_path / "ours"))
+    for name, p in reloaded.named_parameters():
+        if "lora_" in name:
+            assert torch.equal(p, theirs[name.replace("base_model.model.", "", 1)]), name
+
+
+def test_oft_proprio_projector_file_loads(tmp_path):
+    directory = tmp_path / "oft"
+    write_upstream_checkpoint(directory)
+    hidden = openvla_dims("tiny").llm.hidden_size
+    weights = {"module.fc1.weight": torch.randn(hidden, 3), "module.fc1.bias": torch.randn(hidden),
+               "module.fc2.weight": torch.randn(hidden, hidden), "module.fc2.bias": torch.randn(hidden)}
+    torch.save(weights, directory / "proprio_projector--150000_checkpoint.pt")
+    policy = build_policy(tiny_cfg("openvla_oft", model_path=str(directory), unnorm_key="bridge_orig",
+                                   use_proprio=True, state_dim=3))
+    assert torch.equal(policy.proprio_projector.fc1.weight, weights["module.fc1.weight"])
+    assert policy.predict(make_obs(2), "eval").actions.shape == (2, 8, 7)
