@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,7 +24,7 @@ OverridesArg = typer.Argument(None, help="Overrides as a.b=c, typed by the schem
 
 
 @app.command()
-def train(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = OverridesArg) -> None:
+def train(config: Path | None = ConfigOpt, overrides: list[str] | None = OverridesArg) -> None:
     """Validate the config, plan placement, spawn workers and run the RL loop."""
     from rlvla_cli.commands.train import run_train
 
@@ -34,12 +33,12 @@ def train(config: Optional[Path] = ConfigOpt, overrides: Optional[list[str]] = O
 
 @app.command("eval")
 def evaluate(
-    config: Optional[Path] = ConfigOpt,
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Run dir, HF model dir or LoRA adapter."),
-    episodes: Optional[int] = typer.Option(None, "--episodes", "-n", help="Episodes per task."),
+    config: Path | None = ConfigOpt,
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Run dir, HF model dir or LoRA adapter."),
+    episodes: int | None = typer.Option(None, "--episodes", "-n", help="Episodes per task."),
     greedy: bool = typer.Option(True, "--greedy/--sample", help="Greedy or sampled actions."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report directory."),
-    overrides: Optional[list[str]] = OverridesArg,
+    out: Path | None = typer.Option(None, "--out", help="Report directory."),
+    overrides: list[str] | None = OverridesArg,
 ) -> None:
     """Run evaluation episodes; print per-task success and write a JSON report and videos."""
     from rlvla_cli.commands.evaluate import run_eval
@@ -49,12 +48,12 @@ def evaluate(
 
 @app.command("download-assets")
 def download_assets(
-    name: Optional[str] = typer.Argument(None, help="Catalogue name or any org/name repository."),
-    directory: Optional[Path] = typer.Option(None, "--dir", help="Target directory."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit."),
-    mirror: Optional[str] = typer.Option(None, "--mirror", help="Hub mirror URL (sets HF_ENDPOINT)."),
+    name: str | None = typer.Argument(None, help="Catalogue name or any org/name repository."),
+    directory: Path | None = typer.Option(None, "--dir", help="Target directory."),
+    revision: str | None = typer.Option(None, "--revision", help="Branch, tag or commit."),
+    mirror: str | None = typer.Option(None, "--mirror", help="Hub mirror URL (sets HF_ENDPOINT)."),
     list_catalogue: bool = typer.Option(False, "--list", help="Show the catalogue and exit."),
-    write_config: Optional[Path] = typer.Option(None, "--write-config", help="Write the keys into this config."),
+    write_config: Path | None = typer.Option(None, "--write-config", help="Write the keys into this config."),
 ) -> None:
     """Fetch models and simulator assets from the Hugging Face hub (resumable)."""
     from rlvla_cli.commands.download import run_download
@@ -64,12 +63,12 @@ def download_assets(
 
 @app.command("plan-gpus")
 def plan_gpus(
-    config: Optional[Path] = ConfigOpt,
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs per node (default: the ones present)."),
-    nodes: Optional[int] = typer.Option(None, "--nodes", help="Number of nodes (default: cluster.num_nodes)."),
-    gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", help="Memory per GPU, e.g. 80GiB."),
+    config: Path | None = ConfigOpt,
+    gpus: int | None = typer.Option(None, "--gpus", help="GPUs per node (default: the ones present)."),
+    nodes: int | None = typer.Option(None, "--nodes", help="Number of nodes (default: cluster.num_nodes)."),
+    gpu_mem: str | None = typer.Option(None, "--gpu-mem", help="Memory per GPU, e.g. 80GiB."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-    overrides: Optional[list[str]] = OverridesArg,
+    overrides: list[str] | None = OverridesArg,
 ) -> None:
     """Show placement, offload decisions and predicted memory per GPU, without a GPU."""
     from rlvla_cli.commands.plan_gpus import run_plan_gpus
@@ -92,8 +91,19 @@ def collect_demos(
     run_collect_demos(env, num, out, workers, image_size, seed)
 
 
+@app.command()
+def sft(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML config with an `sft:` section."),
+    overrides: list[str] | None = OverridesArg,
+) -> None:
+    """Behaviour cloning from demonstrations: the starting point RL improves on."""
+    from rlvla_cli.commands.sft import run_sft_command
+
+    run_sft_command(config, overrides or [])
+
+
 @config_app.command("show")
-def config_show(config: Optional[Path] = typer.Argument(None), overrides: Optional[list[str]] = OverridesArg) -> None:
+def config_show(config: Path | None = typer.Argument(None), overrides: list[str] | None = OverridesArg) -> None:
     """Print the resolved config as YAML."""
     from rlvla_cli.commands.config_cmd import show
 
@@ -101,7 +111,7 @@ def config_show(config: Optional[Path] = typer.Argument(None), overrides: Option
 
 
 @config_app.command("validate")
-def config_validate(config: Path = typer.Argument(...), overrides: Optional[list[str]] = OverridesArg) -> None:
+def config_validate(config: Path = typer.Argument(...), overrides: list[str] | None = OverridesArg) -> None:
     """Check a config (schema, cross-field rules, placement); exit 2 with the reason if it is wrong."""
     from rlvla_cli.commands.config_cmd import validate
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from rlvla_cli.config.actor import ActorConfig
+from rlvla_cli.config.sft import SFTConfig
 from rlvla_cli.config.algorithm import AlgorithmConfig
 from rlvla_cli.config.base import StrictModel
 from rlvla_cli.config.cluster import ClusterConfig
@@ -69,6 +70,7 @@ class RootConfig(StrictModel):
     env: EnvGroupConfig = Field(description="Training and evaluation environments.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Rollout (inference) workers.")
     actor: ActorConfig = Field(description="Trainer settings and the policy model.")
+    sft: SFTConfig | None = Field(None, description="Behaviour cloning (`rlvla sft`); ignored by `rlvla train`.")
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> RootConfig:

@@ -108,6 +108,7 @@ class ManiSkillVecEnv(EpisodeVecEnv):
         self.states = torch.zeros(num_envs, spec.state_dim)
         self.instructions = [params.instruction or default_instruction(params.id)] * num_envs
         self.prev_grasped = torch.zeros(num_envs, dtype=torch.bool)
+        self.gpu_seeds = torch.zeros(num_envs, dtype=torch.int64)
 
     # ---------------------------------------------------------------------------------- obs pieces
     def _image(self, obs: dict) -> torch.Tensor:
@@ -137,8 +138,10 @@ class ManiSkillVecEnv(EpisodeVecEnv):
     def _sim_reset(self, env_ids: torch.Tensor, state_ids: torch.Tensor) -> None:
         self.prev_grasped[env_ids] = False
         if self.gpu:
+            # ManiSkill wants one seed per parallel env even for a partial reset: keep the others' seeds.
             sim = self.sims[0]
-            obs, _ = sim.reset(seed=state_ids.tolist(), options={"env_idx": env_ids.to(sim.unwrapped.device)})
+            self.gpu_seeds[env_ids] = state_ids
+            obs, _ = sim.reset(seed=self.gpu_seeds.tolist(), options={"env_idx": env_ids.to(sim.unwrapped.device)})
             self._store(env_ids, obs, env_ids)
             for env_id in env_ids.tolist():
                 self.instructions[env_id] = self._instruction(sim, env_id)

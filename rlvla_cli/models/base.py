@@ -104,6 +104,23 @@ class VLAPolicy(nn.Module, ABC):
     def get_values(self, obs: Obs) -> torch.Tensor:
         """Values ``[B, V]`` of observations (truncation bootstrap from final observations)."""
 
+    def demo_forward_inputs(self, obs: Obs, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode demonstration ``actions`` float32 ``[B, C, A]`` (env units) as the ``forward_inputs`` whose
+        log-likelihood ``evaluate`` scores: action tokens for OpenVLA / OFT, pre-squash samples for the small
+        policy. Policies trained with another objective (flow matching) override ``supervised_loss`` instead."""
+        raise NotImplementedError(f"{type(self).__name__} does not support behaviour cloning")
+
+    def supervised_loss(self, obs: Obs, actions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Behaviour-cloning loss: the negative log-likelihood of demonstration ``actions`` ``[B, C, A]``,
+        averaged over the entries where ``mask`` bool ``[B, C]`` is set (token cross-entropy on the action bins
+        for OpenVLA / OFT, Gaussian NLL for the small policy). Scalar with gradients."""
+        scored = self.evaluate(self.demo_forward_inputs(obs, actions), compute_entropy=False, compute_values=False)
+        nll = -scored.logprobs.float()
+        if mask is None:
+            return nll.mean()
+        weights = mask.to(nll.device, nll.dtype).unsqueeze(-1).expand_as(nll)
+        return (nll * weights).sum() / weights.sum().clamp(min=1.0)
+
     def value_head_parameters(self) -> list[nn.Parameter]:
         """Parameters trained with ``actor.optim.value_lr`` (empty without a value head)."""
         return []

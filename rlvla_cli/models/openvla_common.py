@@ -17,7 +17,7 @@ from torch import nn
 from rlvla_cli.errors import ConfigError
 from rlvla_cli.models.action_tokenizer import ActionTokenizer
 from rlvla_cli.models.base import Obs, SamplingParams, VLAPolicy
-from rlvla_cli.models.normalization import NormStats, unnormalize_actions
+from rlvla_cli.models.normalization import NormStats, normalize_actions, select_stats, unnormalize_actions
 from rlvla_cli.models.prismatic import PrismaticVLA
 from rlvla_cli.models.tokenization import PromptEncoder
 from rlvla_cli.models.value_head import ValueHead
@@ -118,6 +118,21 @@ class PrismaticPolicy(VLAPolicy):
         """bins ``[B, C * A]`` -> env-unit actions float32 ``[B, C, A]``."""
         normalized = self.action_tokenizer.bins_to_actions(bins).view(-1, self.num_action_chunks, self.action_dim)
         return unnormalize_actions(normalized, self.stats)
+
+    def demo_forward_inputs(self, obs: Obs, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Demo actions ``[B, C, A]`` in env units -> normalised by the dataset statistics -> the 256-bin
+        action tokens ``[B, C * A]`` that ``evaluate`` scores (token cross-entropy for SFT)."""
+        inputs = self.inputs_from_obs(obs)
+        normalized = normalize_actions(actions.to(self._device()).float(), self.stats)
+        bins = self.action_tokenizer.actions_to_bins(normalized).flatten(1)
+        batch = bins.shape[0]
+        inputs.update(action_tokens=self.action_token_ids[bins], temperature=torch.ones(batch, device=bins.device))
+        return inputs
+
+    def set_dataset_statistics(self, raw_stats: dict, unnorm_key: str) -> None:
+        """Use (and save with the weights) the q01 / q99 of ``raw_stats[unnorm_key]`` (OpenVLA's format)."""
+        self.stats = select_stats(raw_stats, unnorm_key, self.action_dim, "the demonstration dataset")
+        self.raw_stats = raw_stats
 
     def values_from(self, hidden_before_actions: torch.Tensor) -> torch.Tensor | None:
         return self.value_head(hidden_before_actions) if self.value_head is not None else None

@@ -54,7 +54,8 @@ class SpatialSoftmax(nn.Module):
 
     def __init__(self, init_log_scale: float = 2.0):
         super().__init__()
-        self.log_scale = nn.Parameter(torch.tensor(init_log_scale))
+        # shape [1], not a 0-d tensor: ZeRO-1/2 flatten parameters into buffers and mishandle 0-d views
+        self.log_scale = nn.Parameter(torch.tensor([init_log_scale]))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         b, k, h, w = maps.shape
@@ -188,6 +189,15 @@ class SmallPolicy(VLAPolicy):
         entropy = gaussian_entropy(log_std).expand_as(mean) if compute_entropy else None
         values = self.value_head(features) if (compute_values and self.value_head is not None) else None
         return EvaluateOutput(logprobs=self._logprob(raw, mean, log_std), entropy=entropy, values=values)
+
+    def demo_forward_inputs(self, obs: Obs, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Demo actions ``[B, C, A]`` -> the pre-squash Gaussian sample that produces them (inverse of
+        ``squash(raw) * action_scale``; tanh is inverted inside (-1, 1) so the NLL stays finite)."""
+        inputs = self._inputs_from_obs(obs)
+        unit = (actions.to(self.log_std.device).float() / self.cfg.action_scale).clamp(-1.0, 1.0)
+        raw = torch.atanh(unit.clamp(-0.995, 0.995)) if self.cfg.action_squash == "tanh" else unit
+        inputs.update(raw_actions=raw, temperature=torch.ones(raw.shape[0], device=raw.device))
+        return inputs
 
     @torch.no_grad()
     def get_values(self, obs: Obs) -> torch.Tensor:

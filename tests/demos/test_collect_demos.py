@@ -12,11 +12,9 @@ from rlvla_cli.demos.planner import check_planner_task
 from rlvla_cli.errors import UserError
 
 
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demos")
-    meta = collect(CollectSettings("PickCube-v1", num_demos=2, out_dir=out, workers=1, image_size=64))
-    return out, meta
+@pytest.fixture
+def demos(pickcube_demos):
+    return pickcube_demos
 
 
 def test_dataset_reads_back_with_datasets(demos):

@@ -226,6 +226,22 @@ class OpenPIPolicy(VLAPolicy):
         loss = self.flow.flow_matching_loss(prefix, pad, inputs["state"], target)
         return loss[:, :steps, :dims].mean()
 
+    def supervised_loss(self, obs: Obs, actions: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Behaviour cloning for pi0 / pi0.5 is openpi's flow-matching objective on the demo chunk ``[B, C, A]``
+        (``mask`` is ignored: chunks are padded with the episode's last action, as openpi pads)."""
+        return self.flow_matching_loss(obs, actions)
+
+    def set_dataset_statistics(self, raw_stats: dict, unnorm_key: str) -> None:
+        """Normalise states and actions with a demonstration dataset's statistics (rlvla / OpenVLA format:
+        ``raw_stats[unnorm_key]`` with ``action`` and ``proprio`` mean / std / q01 / q99); saved with the weights."""
+        from rlvla_cli.models.openpi.norm_stats import FeatureStats, OpenPINormStats
+
+        entry = raw_stats[unnorm_key]
+        self.norm_stats = OpenPINormStats(
+            FeatureStats.from_json(entry["proprio"], f"{unnorm_key} proprio"),
+            FeatureStats.from_json(entry["action"], f"{unnorm_key} action"),
+        )
+
     @torch.no_grad()
     def get_values(self, obs: Obs) -> torch.Tensor:
         if self.value_head is None:

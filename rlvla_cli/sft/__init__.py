@@ -1,0 +1,1 @@
+"""Behaviour cloning (`rlvla sft`) on `rlvla collect-demos` datasets, on the same DeepSpeed trainer as RL."""
