@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from rlvla_cli.config.actor import ActorConfig
-from rlvla_cli.config.sft import SFTConfig
 from rlvla_cli.config.algorithm import AlgorithmConfig
 from rlvla_cli.config.base import StrictModel
 from rlvla_cli.config.cluster import ClusterConfig
@@ -17,6 +16,7 @@ from rlvla_cli.config.merge import deep_merge
 from rlvla_cli.config.rollout import RolloutConfig
 from rlvla_cli.config.rules import check_rules, config_warnings
 from rlvla_cli.config.runner import RunnerConfig
+from rlvla_cli.config.sft import SFTConfig
 
 
 class EnvGroupConfig(StrictModel):
