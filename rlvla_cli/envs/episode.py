@@ -5,7 +5,8 @@ An adapter subclasses :class:`EpisodeVecEnv` and implements three simulator prim
 - ``_sim_reset(env_ids, state_ids)``: put envs ``env_ids`` int64 ``[K]`` into the initial states ``state_ids``;
 - ``_sim_step(actions, active) -> SimStep``: advance the envs where ``active`` bool ``[B]`` by one action
   ``[B, A]``; envs that are not active must keep their state (their results are ignored);
-- ``_sim_obs() -> Obs``: the current observation of all B envs (rows of inactive envs show their last state).
+- ``_sim_obs() -> Obs``: the current observation of all B envs (rows of inactive envs show their last state),
+  as fresh tensors the caller may keep (never views of buffers the adapter writes into later).
 
 Semantics (RLinf's keys):
 
@@ -241,7 +242,7 @@ class EpisodeVecEnv(VecEnv):
         if ended_any.any():
             infos["episode"] = self.episode_metrics()
             if self.settings.auto_reset:
-                infos["final_observation"] = _clone_obs(obs)
+                infos["final_observation"] = obs  # fresh tensors (the _sim_obs contract): no copy needed
                 self._reset_envs(torch.nonzero(ended_any).flatten())
                 obs = self._sim_obs()
             else:
@@ -255,6 +256,3 @@ class EpisodeVecEnv(VecEnv):
             self.recorder.close()
             self.recorder = None
 
-
-def _clone_obs(obs: Obs) -> Obs:
-    return {k: (v.clone() if isinstance(v, torch.Tensor) else list(v)) for k, v in obs.items()}

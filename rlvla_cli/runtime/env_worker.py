@@ -15,7 +15,11 @@ Usage (the runtime's loop; group s steps while the policy infers for group s + 1
 
 Data travels through one shared-memory block per (worker, stage), allocated once from the env's ObsSpec;
 pipes carry only small commands. A worker that dies or raises is reported as ``WorkerError`` within
-``poll_interval_s`` (never a hang); ``close()`` stops the processes and unlinks every segment.
+``poll_interval_s`` (never a hang); ``close()`` stops the processes and unlinks every segment. A user mistake
+inside a worker (e.g. an unregistered ManiSkill id) is re-raised in the runtime as the same ``UserError`` class.
+
+``make_env_pool(env_cfg, num_workers=0, ...)`` returns an :class:`InlineEnvPool` with the same API that keeps the
+envs in the calling process (best for the built-in task, whose stepping is cheaper than any hand-off).
 """
 
 from __future__ import annotations
@@ -322,3 +326,88 @@ class EnvWorkerPool:
             self.close(timeout_s=2.0)
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+class InlineEnvPool:
+    """The :class:`EnvWorkerPool` API with the env groups in this process (``num_workers=0``): no processes,
+    no shared memory, no copies. For envs so cheap that inter-process hand-offs would cost more than stepping
+    (the built-in task steps ~100k env steps/s on one core). ``send_actions`` steps at once; ``recv`` returns.
+    """
+
+    num_workers = 0
+
+    def __init__(self, env_cfg, stages: int = 1, seed: int | None = None, *, max_chunk: int = 8,
+                 video_dir: str | None = None):
+        from rlvla_cli.envs.registry import build_env
+
+        total = env_cfg.total_num_envs
+        if total % (stages * env_cfg.group_size):
+            raise ValueError(f"total_num_envs={total} must be a multiple of stages*group_size = "
+                             f"{stages}*{env_cfg.group_size}")
+        self.env_cfg, self.stages, self.max_chunk = env_cfg, stages, max_chunk
+        self.per_group = self.envs_per_stage = total // stages
+        self.num_envs = total
+        self.envs = [build_env(env_cfg, self.per_group, seed, env_offset=s * self.per_group, video_dir=video_dir,
+                               video_tag=f"inline_s{s}") for s in range(stages)]
+        self.obs_spec, self.action_dim = self.envs[0].obs_spec, self.envs[0].action_dim
+        self._results: list[ChunkStepResult | None] = [None] * stages
+        self._closed = False
+
+    def reset(self, seed: int | None = None, reset_state_ids: torch.Tensor | None = None) -> list[Obs]:
+        if self._closed:
+            raise WorkerError("the env pool is closed")
+        self._results = [None] * self.stages
+        out = []
+        for s, env in enumerate(self.envs):
+            ids = None
+            if reset_state_ids is not None:
+                ids = torch.as_tensor(reset_state_ids)[s * self.per_group : (s + 1) * self.per_group]
+            out.append(env.reset(seed=seed, reset_state_ids=ids)[0])
+        return out
+
+    def send_actions(self, stage: int, actions: torch.Tensor) -> None:
+        if self._closed:
+            raise WorkerError("the env pool is closed")
+        if self._results[stage] is not None:
+            raise WorkerError(f"stage {stage} already has a chunk in flight: call recv({stage}) first")
+        actions = torch.as_tensor(actions, dtype=torch.float32)
+        if actions.dim() != 3 or actions.shape[0] != self.envs_per_stage or actions.shape[1] > self.max_chunk:
+            raise ValueError(f"actions must be [{self.envs_per_stage}, C<={self.max_chunk}, A]; "
+                             f"got {tuple(actions.shape)}")
+        result = self.envs[stage].chunk_step(actions[..., : self.action_dim])
+        result.infos["reset_state_ids"] = self.envs[stage].state_ids.clone()
+        self._results[stage] = result
+
+    def recv(self, stage: int) -> ChunkStepResult:
+        result = self._results[stage]
+        if result is None:
+            raise WorkerError(f"recv({stage}) without a chunk in flight: call send_actions({stage}, ...) first")
+        self._results[stage] = None
+        return result
+
+    def step(self, stage: int, actions: torch.Tensor) -> ChunkStepResult:
+        self.send_actions(stage, actions)
+        return self.recv(stage)
+
+    def worker_pids(self) -> list[int]:
+        return []
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        if not self._closed:
+            self._closed = True
+            for env in self.envs:
+                env.close()
+
+    def __enter__(self) -> InlineEnvPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_env_pool(env_cfg, num_workers: int = 1, stages: int = 1, seed: int | None = None, **kwargs):
+    """``InlineEnvPool`` when ``num_workers == 0`` (envs in this process), else ``EnvWorkerPool``; same API."""
+    if num_workers == 0:
+        inline_keys = {"max_chunk", "video_dir"}
+        return InlineEnvPool(env_cfg, stages, seed, **{k: v for k, v in kwargs.items() if k in inline_keys})
+    return EnvWorkerPool(env_cfg, num_workers, stages, seed, **kwargs)

@@ -93,3 +93,16 @@ def test_thousands_of_steps_per_second_on_one_core():
         env.chunk_step(actions)
         steps += 64 * 4
     assert steps / (time.perf_counter() - start) > 2000
+
+
+def test_gripper_cross_is_drawn_where_the_state_says():
+    env = make_env(32)
+    obs, _ = env.reset(seed=5)
+    white = (obs["main_images"] == 255).all(-1)  # the open gripper is the only white thing
+    rows, cols = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    count = white.sum((1, 2)).clamp(min=1)
+    x = ((white * cols).sum((1, 2)) / count + 0.5) / 64 * 2 - 1
+    y = 1 - ((white * rows).sum((1, 2)) / count + 0.5) / 64 * 2
+    visible = (env.gripper_xy.abs() < 0.75).all(-1)  # crosses clipped by the border are off-centre
+    assert torch.allclose(torch.stack([x, y], -1)[visible], env.gripper_xy[visible], atol=0.04)
+    assert torch.allclose(obs["states"][:, :2], env.gripper_xy)
