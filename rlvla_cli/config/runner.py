@@ -55,6 +55,9 @@ class RunnerConfig(StrictModel):
     max_consecutive_skipped: int = Field(
         3, ge=1, description="Stop the run after this many consecutive updates skipped for a NaN/inf loss or gradient."
     )
+    keep_last_checkpoints: int = Field(
+        3, description="Keep the newest N checkpoints in the run directory (0 or less keeps all)."
+    )
     only_eval: bool = Field(False, description="Run evaluation only (no training), as RLinf's runner.only_eval.")
     logger: LoggerConfig = Field(default_factory=LoggerConfig, description="Metric sinks and run naming.")
 

@@ -1,0 +1,16 @@
+"""The training runtime: processes, trainer, rollout, weight sync, offload, the loop, checkpoints, faults.
+
+Modules (import what you need; nothing heavy is imported here):
+
+- ``runner``: ``Runner(cfg, placement, offload).run() -> RunResult``: the loop sync -> rollouts -> advantages
+  -> update -> log -> eval -> checkpoint.
+- ``trainer`` / ``trainer_group``: the DeepSpeed engine of one actor rank; all ranks behind one handle.
+- ``rollout_worker``: inference over the env worker pool's pipeline stages, building the ``RolloutBatch``.
+- ``weight_sync``: trainer -> rollout copy (shared storage on one device, bucketed copies / broadcasts).
+- ``offload``: trainer / rollout state to the CPU and back for collocated placements.
+- ``launcher``: process groups, spawning, DeepSpeed's multi-node launcher command and hostfile.
+- ``checkpoint``: atomic checkpoint directories, RNG states, HF-format weights, resume lookup.
+- ``signals``: SIGINT / SIGTERM -> checkpoint and stop; workers never orphan.
+- ``evaluator`` / ``perf``: in-training evaluation and throughput metrics.
+- ``channels`` / ``env_worker``: shared-memory channels and env worker processes.
+"""

@@ -234,7 +234,7 @@ class Runner:
         })
         (staging / "config.yaml").write_text(dump_config(self.cfg))
         self.last_checkpoint = ckpt.commit(staging, self.global_step)
-        ckpt.prune(self.run_dir, keep_last=getattr(self.cfg.runner, "keep_last_checkpoints", 3))
+        ckpt.prune(self.run_dir, keep_last=self.cfg.runner.keep_last_checkpoints)
         if self.tracker is not None:
             self.tracker.print(f"checkpoint: {self.last_checkpoint}")
         return self.last_checkpoint

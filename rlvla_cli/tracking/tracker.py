@@ -52,6 +52,7 @@ class Tracker:
             self.close()
             raise
         self.console = ConsoleProgress(total_steps, start_step, summary_every, enabled=console)
+        self._latest: dict[str, float] = {}
         self._closed = False
 
     def log(self, metrics: dict[str, Any], step: int) -> dict[str, float]:
@@ -59,7 +60,8 @@ class Tracker:
         values = to_float_metrics(metrics)
         for sink in self.sinks:
             sink.log(values, step)
-        self.console.update(values, step)
+        self._latest.update(values)  # the live line keeps train metrics when an eval-only record arrives
+        self.console.update(dict(self._latest), step)
         return values
 
     def print(self, message: str) -> None:

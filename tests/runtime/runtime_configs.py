@@ -28,7 +28,7 @@ def small_config_dict(run_dir: Path, placement: str = "collocated", steps: int =
     data["env"]["train"]["init_params"]["image_size"] = 32
     data["env"]["eval"].update(total_num_envs=4)
     data["actor"].update(micro_batch_size=8, global_batch_size=16)
-    data["actor"]["model"]["image_size"] = 32
+    data["actor"]["model"].update(image_size=32, num_action_chunks=2)  # T = 4 chunk steps of 2 actions
     data["algorithm"]["update_epoch"] = 1
     return data
 
