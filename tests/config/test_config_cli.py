@@ -48,7 +48,7 @@ def test_schema_is_json():
     result = CliRunner().invoke(app, ["config", "schema"])
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
-    assert set(schema["properties"]) == {"cluster", "runner", "algorithm", "env", "rollout", "actor"}
+    assert set(schema["properties"]) == {"cluster", "runner", "algorithm", "env", "rollout", "actor", "sft"}
 
 
 def test_show_prints_reloadable_yaml():

@@ -43,7 +43,11 @@ def test_deepspeed_launcher_two_ranks(tmp_path):
     """What a multi-node run does on each node, on one node: DeepSpeed's launcher starts 2 ranks of
     `rlvla train`; rank 0 drives, rank 1 serves as a trainer rank."""
     config = write_config(tmp_path / "two.yaml", small_config_dict(tmp_path / "run", "two_ranks", steps=2))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # earlier in-process DeepSpeed tests may leave rendezvous variables behind; the launcher sets its own
+    stale = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "CROSS_RANK",
+             "CROSS_SIZE", "LOCAL_SIZE"}
+    env = {k: v for k, v in os.environ.items() if k not in stale}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     command = ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port()), "--no_local_rank",
                "--module", "rlvla_cli", "train", "--config", str(config)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
