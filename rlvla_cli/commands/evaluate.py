@@ -33,11 +33,11 @@ def default_workers(env_cfg: Any) -> int:
 
 
 def video_count(env_cfg: Any) -> int:
-    """Videos per eval set: ``video_cfg.num_videos`` (0: none) when the schema has that key, else 1.
+    """Videos per eval set: ``video_cfg.num_videos`` (0: none).
 
     ``video_cfg.save_video`` is the training-rollout switch (saved configs always spell it out), so it does
     not decide what `rlvla eval` records."""
-    return int(getattr(env_cfg.video_cfg, "num_videos", 1))
+    return int(env_cfg.video_cfg.num_videos)
 
 
 def default_out_dir(cfg: Any) -> Path:

@@ -27,6 +27,7 @@ class VideoConfig(StrictModel):
     every_n_rollouts: int = Field(
         1, ge=1, description="Record one rollout out of every N calls to reset (1 = every rollout)."
     )
+    num_videos: int = Field(1, ge=0, description="Videos `rlvla eval` writes per eval set (0: none).")
 
 
 class EnvConfigBase(StrictModel):
