@@ -176,7 +176,7 @@ class EnvWorkerPool:
             layout = step_layout(self.obs_spec, self.per_group, self.max_chunk, action_dim)
             blocks = [ShmTensorBlock(layout) for _ in range(self.stages)]
             self._blocks.append(blocks)
-            self._conns[w].send(("attach", [(b.name, layout) for b in blocks]))
+            self._send(w, ("attach", [(b.name, layout) for b in blocks]))
 
     # ---------------------------------------------------------------------------------- waiting
     def _wait(self, worker: int, expect: str, timeout: float | None = None, stage: int | None = None) -> tuple:
@@ -210,6 +210,13 @@ class EnvWorkerPool:
         proc.join(timeout=1.0)
         return WorkerError(f"env worker {worker} (pid {proc.pid}) died with exit code {proc.exitcode}")
 
+    def _send(self, worker: int, message: tuple) -> None:
+        """Send a control message; a worker that died meanwhile surfaces as WorkerError, not a broken pipe."""
+        try:
+            self._conns[worker].send(message)
+        except (BrokenPipeError, ConnectionResetError, EOFError) as err:
+            raise self._dead(worker, self._procs[worker]) from err
+
     def _check_open(self) -> None:
         if self._closed:
             raise WorkerError("the env worker pool is closed")
@@ -228,7 +235,7 @@ class EnvWorkerPool:
                     start = s * self.envs_per_stage + w * self.per_group
                     self._blocks[w][s]["reset_state_ids"].copy_(
                         torch.as_tensor(reset_state_ids, dtype=torch.int64)[start : start + self.per_group])
-                self._conns[w].send(("reset", s, seed, explicit))
+                self._send(w, ("reset", s, seed, explicit))
         for s in range(self.stages):
             for w in range(self.num_workers):
                 self._wait(w, expect="done", stage=s)
@@ -250,7 +257,7 @@ class EnvWorkerPool:
             buffer = self._blocks[w][stage]["actions"]
             buffer[:, :chunk].zero_()
             buffer[:, :chunk, :width] = rows[..., :width]
-            self._conns[w].send(("step", stage, chunk))
+            self._send(w, ("step", stage, chunk))
         self._in_flight[stage] = True
         self._chunk = getattr(self, "_chunk", {})
         self._chunk[stage] = chunk
