@@ -36,3 +36,20 @@ class AssetError(UserError):
 
 class WorkerError(RuntimeError):
     """A worker process died or reported an exception; the runtime stops cleanly and re-raises this."""
+
+
+def ensure_output_dir(path, key: str):
+    """Create the output directory ``path`` (and parents) before any work starts; a path that cannot be
+    created or written is a user mistake (``UserError`` naming ``key``), not a traceback an hour in."""
+    import os
+    from pathlib import Path
+
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create output directory {directory} ({err.strerror or err})", key=key,
+                        fix="choose a writable location") from err
+    if not os.access(directory, os.W_OK):
+        raise UserError(f"output directory {directory} is not writable", key=key, fix="choose a writable location")
+    return directory

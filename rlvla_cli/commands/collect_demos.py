@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlvla_cli.errors import UserError
+from rlvla_cli.errors import UserError, ensure_output_dir
 
 
 def run_collect_demos(env: str, num: int, out: Path, workers: int, image_size: int, seed: int) -> None:
@@ -19,6 +19,7 @@ def run_collect_demos(env: str, num: int, out: Path, workers: int, image_size: i
     if workers < 1:
         raise UserError("must be at least 1", key="--workers", fix="use 1 or more worker processes")
     check_planner_task(env)
+    ensure_output_dir(out, "--out")
     console = Console()
     settings = CollectSettings(env, num, out, workers, image_size, seed)
     with Progress(

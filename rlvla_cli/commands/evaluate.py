@@ -85,7 +85,7 @@ def run_eval(
     """Body of `rlvla eval` (flags in cli.py)."""
     import torch
 
-    from rlvla_cli.errors import UserError
+    from rlvla_cli.errors import UserError, ensure_output_dir
     from rlvla_cli.evaluation.checkpoint_loading import load_checkpoint_policy, load_eval_config, resolve_checkpoint
     from rlvla_cli.evaluation.report import results_table
 
@@ -97,8 +97,8 @@ def run_eval(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.runner.seed)
     policy = load_checkpoint_policy(cfg, device)
-    out_dir = Path(out) if out is not None else default_out_dir(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_output_dir(Path(out) if out is not None else default_out_dir(cfg),
+                                "--out" if out is not None else "runner.output_dir")
     result = evaluate_all(policy, cfg, episodes, greedy, out_dir, console)
     result.meta.update(
         checkpoint=str(checkpoint) if checkpoint is not None else None,

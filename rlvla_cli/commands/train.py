@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rlvla_cli.errors import UserError
+from rlvla_cli.errors import UserError, ensure_output_dir
 
 
 def hardware_placement(cfg: Any) -> tuple[Any, tuple[bool, bool]]:
@@ -58,6 +58,9 @@ def run_train(config: Path | None, overrides: list[str]) -> None:
             fix="run `deepspeed --hostfile <hosts> --no_local_rank --module rlvla_cli train ...` "
                 "(rlvla_cli.runtime.launcher.multinode_command builds it from cluster.hosts)",
         )
+    from rlvla_cli.runtime.runner import run_dir_of
+
+    ensure_output_dir(run_dir_of(cfg), "runner.output_dir")  # before workers start, not after a step
     placement, offload = hardware_placement(cfg)
     if launched_externally() and int(os.environ["RANK"]) > 0:
         _serve_as_follower(cfg, placement)

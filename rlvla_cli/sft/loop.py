@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from rlvla_cli.errors import ConfigError
+from rlvla_cli.errors import ConfigError, ensure_output_dir
 from rlvla_cli.sft.data import DemoBatch, dataset_statistics, load_demos
 from rlvla_cli.sft.update import sft_update
 
@@ -70,8 +70,7 @@ def run_sft(cfg: Any, device: str | None = None, log=print) -> SFTResult:
     torch.manual_seed(cfg.runner.seed)
     demos = load_demos(cfg.sft.dataset_path, cfg.actor.model.num_action_chunks, cfg.sft.max_demos)
     _check_images(cfg, demos)
-    run_dir = run_dir_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = ensure_output_dir(run_dir_of(cfg), "runner.output_dir")
     batch_size = min(cfg.actor.global_batch_size, len(demos))
     steps_per_epoch = max(1, len(demos) // batch_size)
     total = steps_per_epoch * cfg.sft.num_epochs
