@@ -13,14 +13,14 @@ def hardware_placement(cfg: Any) -> tuple[Any, tuple[bool, bool]]:
     """Resolve ``cluster.component_placement`` on the GPUs present (CPU mode without GPUs: ranks become CPU
     process slots) and plan offload; raises the planner's first refusal as a ConfigError.
     Returns (ResolvedPlacement, (actor offload, rollout offload))."""
-    from rlvla_cli.placement.planner import _slots_needed, detect_gpus, plan
+    from rlvla_cli.placement.planner import detect_gpus, plan, slots_needed
     from rlvla_cli.placement.resolve import resolve_placement
     from rlvla_cli.placement.rules import placement_rules
 
     detected, memory = detect_gpus()
     if detected == 0:
         # CPU mode: ranks are CPU process slots; no memory to plan, only the divisibility rules.
-        slots = cfg.cluster.num_gpus_per_node or _slots_needed(cfg.cluster.component_placement)
+        slots = cfg.cluster.num_gpus_per_node or slots_needed(cfg.cluster.component_placement)
         placement = resolve_placement(cfg.cluster.component_placement, cfg.cluster.num_nodes, slots, cpu_mode=True)
         refusals = placement_rules(cfg, placement)
         if refusals:

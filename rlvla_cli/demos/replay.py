@@ -81,34 +81,21 @@ def replay_episode(planned: PlannedEpisode, env_id: str, source, target, control
     """Convert ``planned.joint_actions`` into ``control_mode`` on ``target`` and return the recording."""
     from mani_skill.trajectory.utils.actions import conversion
 
+    from rlvla_cli.envs.maniskill import camera_rgb, env_instruction, proprio_state
+
     source.reset(seed=planned.seed)
     target.reset(seed=planned.seed)
     info = conversion.from_pd_joint_pos(control_mode, list(planned.joint_actions), source, target)
     success = bool(np.asarray(info.get("success", False)).reshape(-1)[0])
-    instruction = _instruction(env_id, target.unwrapped)
+    instruction = env_instruction(target, env_id)
     camera = next(iter(target.observations[0]["sensor_data"]))  # the adapter's default camera
     return ReplayedEpisode(
         seed=planned.seed,
-        main_images=np.concatenate([_rgb(o, camera) for o in target.observations]),
+        main_images=np.concatenate([camera_rgb(o, camera).numpy() for o in target.observations]),
         wrist_images=None,  # ManiSkill's Panda tasks have one camera; the adapter emits no wrist image either
-        states=np.concatenate([np.asarray(o["agent"]["qpos"].cpu()) for o in target.observations]).astype(np.float32),
+        states=np.concatenate([proprio_state(o).numpy() for o in target.observations]),
         actions=np.stack(target.actions).reshape(len(target.actions), -1).astype(np.float32),
         task_description=instruction,
         success=success,
     )
 
-
-def _rgb(obs: dict, camera: str) -> np.ndarray:
-    """uint8 ``[1, H, W, 3]``, exactly as ``ManiSkillVecEnv`` reads its camera."""
-    return np.asarray(obs["sensor_data"][camera]["rgb"].cpu())[..., :3].astype(np.uint8)
-
-
-def _instruction(env_id: str, sim) -> str:
-    """The env's own instruction when it has one, else the adapter's table (as ``ManiSkillVecEnv``)."""
-    from rlvla_cli.envs.maniskill_tasks import default_instruction
-
-    getter = getattr(sim, "get_language_instruction", None)
-    if getter is not None:
-        texts = getter()
-        return str(texts[0] if isinstance(texts, (list, tuple)) else texts)
-    return default_instruction(env_id)

@@ -81,6 +81,28 @@ def make_maniskill_env(params: ManiSkillInitParams, num_envs: int):
         raise
 
 
+def camera_rgb(obs: dict, camera: str) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` of ``camera`` from a raw ManiSkill observation (the adapter's ``main_images``)."""
+    return torch.as_tensor(obs["sensor_data"][camera]["rgb"]).cpu()[..., :3].to(torch.uint8)
+
+
+def proprio_state(obs: dict) -> torch.Tensor:
+    """float32 ``[B, S]``: the robot's joint positions (the adapter's ``states``)."""
+    return torch.as_tensor(obs["agent"]["qpos"]).cpu().float()
+
+
+def env_instruction(sim, env_id: str, env_index: int = 0, override: str | None = None) -> str:
+    """The instruction of sub-env ``env_index``: ``override`` if given, else the env's own
+    ``get_language_instruction()``, else the built-in table."""
+    if override:
+        return override
+    getter = getattr(sim.unwrapped, "get_language_instruction", None)
+    if getter is not None:
+        texts = getter()
+        return str(texts[env_index] if isinstance(texts, (list, tuple)) else texts)
+    return default_instruction(env_id)
+
+
 class ManiSkillVecEnv(EpisodeVecEnv):
     """B ManiSkill envs (CPU: B single-env simulators; GPU: one batched simulator)."""
 
@@ -112,20 +134,14 @@ class ManiSkillVecEnv(EpisodeVecEnv):
 
     # ---------------------------------------------------------------------------------- obs pieces
     def _image(self, obs: dict) -> torch.Tensor:
-        return torch.as_tensor(obs["sensor_data"][self.camera]["rgb"]).cpu()[..., :3].to(torch.uint8)
+        return camera_rgb(obs, self.camera)
 
     @staticmethod
     def _state(obs: dict) -> torch.Tensor:
-        return torch.as_tensor(obs["agent"]["qpos"]).cpu().float()
+        return proprio_state(obs)
 
     def _instruction(self, sim, env_index: int) -> str:
-        if self.params.instruction:
-            return self.params.instruction
-        getter = getattr(sim.unwrapped, "get_language_instruction", None)
-        if getter is not None:
-            texts = getter()
-            return str(texts[env_index] if isinstance(texts, (list, tuple)) else texts)
-        return default_instruction(self.params.id)
+        return env_instruction(sim, self.params.id, env_index, self.params.instruction)
 
     def _store(self, rows: torch.Tensor, obs: dict, obs_rows: torch.Tensor | None = None) -> None:
         images, states = self._image(obs), self._state(obs)

@@ -249,4 +249,3 @@ def slots_needed(component_placement: dict[str, str | int]) -> int:
     return max(highest, 1)
 
 
-_slots_needed = slots_needed  # the name commands/train.py imports

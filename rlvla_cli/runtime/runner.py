@@ -122,6 +122,11 @@ class Runner:
         with self.stop:
             try:
                 self._setup()
+                if self.cfg.runner.only_eval:  # RLinf's switch: evaluate the loaded (or resumed) weights, no update
+                    last = self.evaluate()
+                    self.tracker.log(last, self.global_step)
+                    self.tracker.print(f"eval success_once {last.get('eval/success_once', 0.0):.3f}")
+                    return RunResult(status, self.global_step, last, self.last_checkpoint, self.run_dir)
                 total = total_steps_of(self.cfg)
                 while self.global_step < total and not self.stop.requested:
                     try:

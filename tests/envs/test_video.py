@@ -21,10 +21,13 @@ def test_rollout_videos_are_written_off_the_stepping_thread(tmp_path):
     cfg = BuiltinEnvConfig(total_num_envs=4, max_episode_steps=5,
                            video_cfg={"save_video": True, "max_envs": 3, "fps": 5, "every_n_rollouts": 2})
     env = build_env(cfg, video_dir=str(tmp_path), video_tag="train")
+    generator = torch.Generator().manual_seed(0)
     for _ in range(3):  # rollouts 0 and 2 are recorded
         env.reset()
         for _ in range(3):
-            env.chunk_step(torch.rand(4, 2, 7) * 2 - 1)
+            actions = torch.rand(4, 2, 7, generator=generator) * 2 - 1
+            actions[..., 6] = 1.0  # gripper open: no env can succeed early, so all truncate at step 5
+            env.chunk_step(actions)
     recorder = env.recorder
     env.close()
     assert recorder.writer.errors == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FakeRepo
+from fake_hub import FakeRepo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = bytes(range(256)) * 1200  # 300 KiB, served as an LFS file

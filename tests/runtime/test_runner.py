@@ -55,6 +55,16 @@ def test_placement_mode_runs_a_step(tmp_path, mode):
     assert _children() <= before
 
 
+def test_only_eval_evaluates_without_updating(tmp_path):
+    cfg = small_config(tmp_path, steps=3, overrides=("runner.only_eval=true",))
+    placement, offload = hardware_placement(cfg)
+    result = Runner(cfg, placement, offload, factory=tiny_factory, console=False).run()
+    assert result.status == "finished" and result.global_step == 0 and result.checkpoint is None
+    assert 0.0 <= result.last_metrics["eval/success_once"] <= 1.0
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert "eval/success_once" in record and "train/actor/policy_loss" not in record
+
+
 def test_nan_losses_skip_then_stop_with_checkpoint(tmp_path):
     cfg = small_config(tmp_path, steps=10, overrides=("runner.max_consecutive_skipped=2",))
     placement, offload = hardware_placement(cfg)

@@ -7,8 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import synthetic_batch
-from tiny_policy import TinyPolicy
+from tiny_policy import TinyPolicy, synthetic_batch
 
 from rlvla_cli.algorithms import compute_advantages
 from rlvla_cli.config.actor import ActorConfig

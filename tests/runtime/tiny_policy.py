@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rlvla_cli.algorithms import RolloutBatch
 from rlvla_cli.models.base import EvaluateOutput, PolicyOutput, VLAPolicy
 
 
@@ -66,3 +67,23 @@ def nan_factory(cfg, device: str) -> TinyPolicy:
     policy = tiny_factory(cfg, device)
     policy.nan_on_evaluate = True
     return policy
+
+
+def synthetic_batch(policy: TinyPolicy, steps: int = 4, envs: int = 8, seed: int = 0) -> RolloutBatch:
+    """A real rollout of ``policy`` on random states with random rewards (shapes as the runtime builds them)."""
+    gen = torch.Generator().manual_seed(seed)
+    records = [policy.predict({"states": torch.randn(envs, 3, generator=gen)}) for _ in range(steps)]
+    chunks = policy.num_action_chunks
+    terminations = torch.zeros(steps, envs, chunks, dtype=torch.bool)
+    terminations[-1, : envs // 2, -1] = True
+    return RolloutBatch(
+        forward_inputs={k: torch.stack([r.forward_inputs[k] for r in records]) for k in records[0].forward_inputs},
+        old_logprobs=torch.stack([r.logprobs for r in records]),
+        rewards=torch.rand(steps, envs, chunks, generator=gen),
+        terminations=terminations,
+        truncations=torch.zeros(steps, envs, chunks, dtype=torch.bool),
+        loss_mask=torch.ones(steps, envs, dtype=torch.bool),
+        old_values=torch.stack([r.values for r in records]),
+        bootstrap_values=torch.zeros(steps, envs, 1),
+        last_values=torch.zeros(envs, 1),
+    ).validate()
