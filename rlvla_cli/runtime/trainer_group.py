@@ -24,6 +24,7 @@ from rlvla_cli.runtime.launcher import (
     free_port,
     init_distributed,
     launched_externally,
+    shutdown_distributed,
     spawn_process,
     stop_processes,
 )
@@ -94,11 +95,15 @@ def follower_main(cfg: Any, rank: int, world: int, port: int | None, device: str
             dist.broadcast_object_list(holder, src=0)
             command = holder[0]
             if command[0] == "stop":
+                dist.barrier()  # rank 0 waits here too: nobody tears the group down mid-message
                 break
             _serve_command(trainer, command, rank)
     except Exception:  # noqa: BLE001 - report, then exit non-zero so rank 0 sees the peer go away
         traceback.print_exc()
         raise SystemExit(1) from None
+    # an interpreter exit with a live gloo/NCCL group can abort in its C++ threads ("terminate called without an
+    # active exception", seen under DeepSpeed's launcher), so the group is destroyed explicitly on every rank
+    shutdown_distributed()
 
 
 def _serve_command(trainer: Trainer, command: tuple, rank: int) -> None:
@@ -203,9 +208,8 @@ class TrainerGroup:
         if self.world > 1 and all(p.is_alive() for p in self.followers):
             try:
                 dist.broadcast_object_list([("stop",)], src=0)
+                dist.barrier()  # matches the followers' barrier before they destroy their group
             except Exception:  # noqa: BLE001 - a dead peer; the processes are stopped below
                 pass
         stop_processes(self.followers, timeout_s=timeout_s)
-        from rlvla_cli.runtime.launcher import shutdown_distributed
-
         shutdown_distributed()
