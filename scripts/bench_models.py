@@ -38,14 +38,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build(name: str, size: str, device: str):
+def build(name: str, size: str, device: str, **overrides):
+    """(policy, model config) of benchmark preset ``name`` at ``size``; ``overrides`` replace model keys."""
     from pydantic import TypeAdapter
 
     from rlvla_cli.config.model import ModelConfig
     from rlvla_cli.models.registry import build_policy
 
     precision = "bf16" if device.startswith("cuda") else "fp32"
-    spec = {"size": size, "precision": precision, "action_dim": 7, "add_value_head": True, **MODELS[name]}
+    spec = {"size": size, "precision": precision, "action_dim": 7, "add_value_head": True, **MODELS[name], **overrides}
     if name != "pi0":
         spec["image_size"] = 224 if size == "full" else 28
     cfg = TypeAdapter(ModelConfig).validate_python(spec)

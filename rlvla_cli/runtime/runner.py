@@ -76,7 +76,8 @@ class Runner:
         self.group = self.pool = self.tracker = self.evaluator = None
 
     # ------------------------------------------------------------------------------------------ setup
-    def _setup(self) -> None:
+    def setup(self) -> None:
+        """Build trainer ranks, rollout copy, env workers and tracker; load a checkpoint when resuming."""
         from rlvla_cli.config.loader import dump_config
         from rlvla_cli.runtime.env_worker import EnvWorkerPool
         from rlvla_cli.tracking import build_tracker
@@ -121,7 +122,7 @@ class Runner:
         last: dict[str, float] = {}
         with self.stop:
             try:
-                self._setup()
+                self.setup()
                 if self.cfg.runner.only_eval:  # RLinf's switch: evaluate the loaded (or resumed) weights, no update
                     last = self.evaluate()
                     self.tracker.log(last, self.global_step)
@@ -130,7 +131,7 @@ class Runner:
                 total = total_steps_of(self.cfg)
                 while self.global_step < total and not self.stop.requested:
                     try:
-                        last = self._train_step()
+                        last = self.train_step()
                     except InterruptedError:
                         break
                     if self.group.trainer.consecutive_skipped >= self.cfg.runner.max_consecutive_skipped:
@@ -172,7 +173,8 @@ class Runner:
         episodes = {k: torch.cat([r.episodes[k] for r in results]) for k in results[0].episodes}
         return concat_batches([r.batch for r in results]), episodes, sum(r.env_steps for r in results)
 
-    def _train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, float]:
+        """One step: sync -> rollouts -> advantages -> update -> log; returns its metrics (``time/*`` included)."""
         from rlvla_cli.algorithms import compute_advantages, rollout_metrics
 
         timings: dict[str, float] = {}
