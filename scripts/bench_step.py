@@ -71,7 +71,8 @@ def step_config(args):
     return cfg
 
 
-def run_steps(cfg, steps: int) -> list[dict[str, float]]:
+def run_steps(cfg, steps: int, on_step=lambda rows: None) -> list[dict[str, float]]:
+    """``steps`` real training steps; ``on_step(rows)`` after each (so a cut-off run keeps what it measured)."""
     from rlvla_cli.commands.train import hardware_placement
     from rlvla_cli.runtime.runner import Runner
 
@@ -84,6 +85,7 @@ def run_steps(cfg, steps: int) -> list[dict[str, float]]:
             metrics = runner.train_step()
             rows.append({k: float(v) for k, v in metrics.items() if k.startswith(("time/", "perf/"))})
             print(" | ".join(f"{k.split('/')[1]} {rows[-1].get(k, 0):.2f}s" for k in PHASES), flush=True)
+            on_step(rows)
     finally:
         runner.close()
     return rows
@@ -116,16 +118,18 @@ def print_table(summary: dict[str, float], device: str, target_s: float) -> None
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = step_config(args)
-    rows = run_steps(cfg, args.steps)
-    summary = summarise(rows)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     payload = {"date": time.strftime("%Y-%m-%d"), "device": device, "env": args.env, "size": args.size,
                "envs": args.envs, "rollout_steps": args.rollout_steps, "micro_batch": cfg.actor.micro_batch_size,
-               "global_batch": cfg.actor.global_batch_size, "steps": rows, "steady_state": summary,
-               "rlinf_l40x6": RLINF_L40X6, "target_s": 20.0, "args": vars(args) | {"out": str(args.out),
-                                                                                  "run_dir": str(args.run_dir)}}
-    args.out.write_text(json.dumps(payload, indent=2))
-    print_table(summary, device, 20.0)
+               "global_batch": cfg.actor.global_batch_size, "rlinf_l40x6": RLINF_L40X6, "target_s": 20.0,
+               "args": vars(args) | {"out": str(args.out), "run_dir": str(args.run_dir)}}
+
+    def save(rows: list[dict[str, float]]) -> None:
+        payload.update(steps=rows, steady_state=summarise(rows))
+        args.out.write_text(json.dumps(payload, indent=2))
+
+    run_steps(cfg, args.steps, on_step=save)
+    print_table(payload["steady_state"], device, 20.0)
     print(f"saved {args.out}")
     return 0
 

@@ -121,7 +121,8 @@ def top_kernels(trainer, batch, device: str, limit: int = 15) -> list[dict]:
              "share": getattr(e, key, 0) / total} for e in events[:limit]]
 
 
-def bench_model(name: str, args) -> dict:
+def bench_model(name: str, args, on_row=lambda row: None) -> dict:
+    """Every micro-batch size of ``name``; ``on_row(row)`` after each (a cut-off run keeps what it measured)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -168,6 +169,7 @@ def bench_model(name: str, args) -> dict:
         if entry["peak_gib"]:
             entry["measured_over_predicted"] = entry["peak_gib"] / entry["predicted_gib"]
         row["micro"].append(entry)
+        on_row(row)
     done = [m for m in row["micro"] if not m.get("oom")]
     if args.profile and done:
         trainer.actor_cfg = trainer.actor_cfg.model_copy(update={"micro_batch_size": done[-1]["micro_batch"]})
@@ -206,13 +208,17 @@ def print_table(rows: list[dict], device: str) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    rows = []
+    rows: list[dict] = []
+
+    def save(*partial: dict) -> None:
+        payload = {"date": time.strftime("%Y-%m-%d"), "device": device, "args": vars(args) | {"out": str(args.out)},
+                   "rows": [*rows, *partial]}
+        args.out.write_text(json.dumps(payload, indent=2))
+
     for name in args.models.split(","):
         torch.manual_seed(0)
-        rows.append(bench_model(name.strip(), args))
-        payload = {"date": time.strftime("%Y-%m-%d"), "device": device, "args": vars(args) | {"out": str(args.out)},
-                   "rows": rows}
-        args.out.write_text(json.dumps(payload, indent=2))  # after every model: a later failure keeps these
+        rows.append(bench_model(name.strip(), args, on_row=save))
+        save()
         gc.collect()  # the engine holds reference cycles: free the model before the next one is built
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
