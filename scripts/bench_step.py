@@ -80,7 +80,9 @@ def run_steps(cfg, steps: int, on_step=lambda rows: None) -> list[dict[str, floa
     runner = Runner(cfg, placement, offload)
     rows = []
     try:
+        tick = time.perf_counter()
         runner.setup()
+        print(f"setup (model builds, DeepSpeed init, env workers) {time.perf_counter() - tick:.1f}s", flush=True)
         for _ in range(steps):
             metrics = runner.train_step()
             rows.append({k: float(v) for k, v in metrics.items() if k.startswith(("time/", "perf/"))})

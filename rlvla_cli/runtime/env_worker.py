@@ -278,6 +278,7 @@ class EnvWorkerPool:
 
     def _gather(self, stage: int, chunk: int, has_final: bool) -> ChunkStepResult:
         blocks = [self._blocks[w][stage] for w in range(self.num_workers)]
+        single = len(blocks) == 1  # several workers: torch.cat already copies out of shared memory, once
 
         def cat(key: str, columns: bool = True) -> torch.Tensor:
             return torch.cat([b[key][:, :chunk] if columns else b[key] for b in blocks], dim=0).clone()
@@ -285,10 +286,10 @@ class EnvWorkerPool:
         infos: dict[str, Any] = {"success": cat("success"), "final_mask": cat("final_mask", False),
                                  "reset_state_ids": cat("state_ids", False)}
         if has_final:
-            infos["final_observation"] = cat_obs([read_obs(b, "final") for b in blocks])
+            infos["final_observation"] = cat_obs([read_obs(b, "final", copy=single) for b in blocks])
             metrics = torch.cat([b["episode"] for b in blocks], dim=1)
             infos["episode"] = {key: metrics[row].clone() for row, key in enumerate(EPISODE_METRICS)}
-        obs = cat_obs([read_obs(b, "obs") for b in blocks])
+        obs = cat_obs([read_obs(b, "obs", copy=single) for b in blocks])
         return ChunkStepResult(obs=obs, rewards=cat("rewards"), terminations=cat("terminations"),
                                truncations=cat("truncations"), infos=infos)
 
