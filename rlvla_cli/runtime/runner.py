@@ -22,6 +22,7 @@ from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
 from rlvla_cli.runtime.perf import actor_mfu
 from rlvla_cli.runtime.rollout_worker import RolloutWorker, concat_batches, episode_metrics
 from rlvla_cli.runtime.signals import StopRequest
+from rlvla_cli.runtime.threads import available_cpus, rollout_threads, torch_threads
 from rlvla_cli.runtime.trainer_group import PolicyFactory, TrainerGroup, default_policy_factory
 from rlvla_cli.runtime.weight_sync import WeightSync
 
@@ -74,6 +75,7 @@ class Runner:
         self.last_checkpoint: Path | None = None
         self.stop = StopRequest()
         self.group = self.pool = self.tracker = self.evaluator = None
+        self.rollout_threads: int | None = None  # CPU rollout next to env workers: see runtime/threads.py
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -100,6 +102,8 @@ class Runner:
         self.pool = EnvWorkerPool(cfg.env.train, num_workers=self.placement.env_workers,
                                   stages=cfg.rollout.pipeline_stage_num, seed=cfg.env.train.seed,
                                   max_chunk=cfg.actor.model.num_action_chunks)
+        cpu_rollout = torch.device(rollout_device).type == "cpu" and self.placement.env_workers > 0
+        self.rollout_threads = rollout_threads(available_cpus(), self.placement.env_workers) if cpu_rollout else None
         self.rollout = RolloutWorker(rollout_policy, rollout_device, self.pool, steps_per_rollout(cfg),
                                      cfg.rollout.sampling, auto_reset=cfg.env.train.auto_reset,
                                      needs_values=cfg.algorithm.adv_type == "gae", should_stop=self.stop)
@@ -169,7 +173,8 @@ class Runner:
         results = []
         for epoch in range(env_cfg.rollout_epoch):
             seed = env_cfg.seed + self.global_step * env_cfg.rollout_epoch + epoch
-            results.append(self.rollout.collect(seed))
+            with torch_threads(self.rollout_threads):  # no oversubscription next to busy env workers
+                results.append(self.rollout.collect(seed))
         episodes = {k: torch.cat([r.episodes[k] for r in results]) for k in results[0].episodes}
         return concat_batches([r.batch for r in results]), episodes, sum(r.env_steps for r in results)
 

@@ -23,6 +23,7 @@ def _check(payload: dict, cases: set[tuple[str, int]]) -> None:
     for row in payload["rows"]:
         assert row["env_steps_per_s"] > 0 and row["env_only_steps_per_s"] > 0 and row["predict_mean_s"] > 0
         assert row["ratio"] == pytest.approx(row["env_steps_per_s"] / row["env_only_steps_per_s"])
+        assert row["ratio_pair_median"] > 0
         best = row["best_rollout"]
         assert best["predict_batch"] == row["envs_per_stage"] == row["num_envs"] // row["stages"]
         assert best["env_steps"] == 2 * row["num_envs"] * row["chunk"]  # --steps 2
