@@ -103,19 +103,19 @@ class RolloutWorker:
                 if self.should_stop():
                     self._drain(s, stages)
                     raise InterruptedError("rollout stopped by a signal")
-                result = self.pool.recv(s)
+                result = self.pool.recv(s)  # its tensors are copies: the workers may overwrite shared memory now
                 out = pending[s]
-                env_steps += result.rewards.numel()
-                self._record(records[s], out, result)
-                if result.infos.get("episode") is not None:
-                    mask = result.infos["final_mask"]
-                    for name in EPISODE_METRICS:
-                        episodes[name].append(result.infos["episode"][name][mask].float())
-                if t + 1 < self.steps_per_rollout:  # next chunk while the other stages simulate
+                if t + 1 < self.steps_per_rollout:  # next chunk first, so this stage simulates while we record
                     pending[s] = self._predict(result.obs)
                     self.pool.send_actions(s, _cpu(pending[s].actions))
                 else:
                     last_obs[s] = result.obs
+                env_steps += result.rewards.numel()
+                self._record(records[s], out, result)  # incl. values of truncated final observations
+                if result.infos.get("episode") is not None:
+                    mask = result.infos["final_mask"]
+                    for name in EPISODE_METRICS:
+                        episodes[name].append(result.infos["episode"][name][mask].float())
         batch = self._assemble(records, last_obs)
         merged = {k: torch.cat(v) if v else torch.zeros(0) for k, v in episodes.items()}
         return RolloutResult(batch=batch, episodes=merged, env_steps=env_steps, seconds=time.perf_counter() - start)
