@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,11 @@ class Runner:
         total_opt = total_steps_of(cfg) * optimizer_steps_per_training_step(cfg)
         self.group = TrainerGroup(cfg, actor_devices, total_opt, self.factory)
         rollout_device = comps["rollout"].processes[0].device
+        if len({p.device for p in comps["rollout"].processes}) > 1:
+            # inference runs in this process on one device; say so rather than leave the other GPUs idle unseen
+            warnings.warn(f"rollout is placed on {len(comps['rollout'].processes)} devices but runs on "
+                          f"{rollout_device} only (one in-process rollout copy); give the others to the actor "
+                          "(cluster.component_placement)", stacklevel=2)
         torch.manual_seed(cfg.runner.seed)  # the rollout copy is overwritten by the first sync anyway
         rollout_policy = self.factory(cfg, rollout_device)
         if torch.device(rollout_device).type == "cuda" and cfg.rollout.precision != "fp32":
