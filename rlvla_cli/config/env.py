@@ -90,8 +90,10 @@ class ManiSkillInitParams(StrictModel):
     """ManiSkill3 settings (``gym.make`` arguments and the adapter's options)."""
 
     id: str = Field("PickCube-v1", description="Registered ManiSkill env id, e.g. PickCube-v1.")
-    obs_mode: Literal["rgb", "rgb+segmentation", "rgbd"] = Field(
-        "rgb", description="ManiSkill observation mode (images plus the agent's qpos as the state)."
+    obs_mode: Literal["rgb", "rgb+segmentation", "rgbd", "state"] = Field(
+        "rgb",
+        description="ManiSkill observation mode: rgb* give images plus the agent's qpos as the state; `state` "
+        "gives no image, and `states` is ManiSkill's flattened state vector (use a model that needs no image).",
     )
     control_mode: str = Field("pd_ee_delta_pose", description="ManiSkill controller; 7-D ee delta pose by default.")
     sim_backend: Literal["cpu", "physx_cuda"] = Field(

@@ -33,6 +33,11 @@ class SmallModelConfig(ModelConfigBase):
     size: Size = Field("small", description="Size preset: tiny | small | full (widths of the CNN and MLPs).")
     precision: Precision = Field("fp32", description="Parameter / compute dtype (fp32 recommended on the CPU).")
     image_size: int = Field(64, ge=8, description="Square input image size the encoder resizes to.")
+    use_image: bool = Field(
+        True,
+        description="Encode `main_images`; false builds no image encoder and acts on the instruction and "
+        "`states` only (for state observations, e.g. ManiSkill obs_mode: state; then set state_dim).",
+    )
     state_dim: int = Field(
         3, ge=0, description="Proprioception size S of `states` [B, S] (3 for the built-in task); 0 ignores states."
     )
@@ -59,6 +64,12 @@ class SmallModelConfig(ModelConfigBase):
         low, high = self.log_std_range
         if low >= high:
             raise ValueError(f"`log_std_range` must be [min, max] with min < max, got {list(self.log_std_range)}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_inputs(self) -> SmallModelConfig:
+        if not self.use_image and self.state_dim == 0:
+            raise ValueError("with `use_image: false` the policy sees only `states`: set `state_dim` > 0")
         return self
 
 

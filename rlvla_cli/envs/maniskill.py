@@ -9,8 +9,10 @@ Two physics layouts behind ``init_params.sim_backend``:
 
 Observations: ``main_images`` from the chosen sensor camera (``sensor_data[cam]["rgb"]``), ``states`` = the
 agent's ``qpos``, ``task_descriptions`` from the env's ``get_language_instruction()`` when it has one, else the
-table in ``maniskill_tasks``. The reset state id is the episode seed. Truncation is the adapter's (ManiSkill's
-own time limit is disabled).
+table in ``maniskill_tasks``. With ``obs_mode: state`` there is no camera: ``states`` is ManiSkill's flattened
+state vector (agent qpos / qvel + the task's extras, e.g. PushCube's tcp, goal and cube poses) and
+``main_images`` is empty, uint8 ``[B, 0, 0, 3]`` (the key stays so every runtime buffer keeps one layout).
+The reset state id is the episode seed. Truncation is the adapter's (ManiSkill's own time limit is disabled).
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ def proprio_state(obs: dict) -> torch.Tensor:
     return torch.as_tensor(obs["agent"]["qpos"]).cpu().float()
 
 
+def flat_state(obs) -> torch.Tensor:
+    """float32 ``[B, S]``: ManiSkill's flattened observation in ``obs_mode: state`` (already one tensor)."""
+    return torch.as_tensor(obs).cpu().float()
+
+
 def env_instruction(sim, env_id: str, env_index: int = 0, override: str | None = None) -> str:
     """The instruction of sub-env ``env_index``: ``override`` if given, else the env's own
     ``get_language_instruction()``, else the built-in table."""
@@ -109,12 +116,13 @@ class ManiSkillVecEnv(EpisodeVecEnv):
     def __init__(self, num_envs: int, params: ManiSkillInitParams, settings: EpisodeSettings):
         self.params = params
         self.gpu = params.sim_backend == "physx_cuda"
+        self.state_only = params.obs_mode == "state"
         self.sims = [make_maniskill_env(params, num_envs)] if self.gpu else [
             make_maniskill_env(params, 1) for _ in range(num_envs)
         ]
         try:
             first_obs, _ = self.sims[0].reset(seed=settings.seed)
-            self.camera = params.camera_name or next(iter(first_obs["sensor_data"]))
+            self.camera = None if self.state_only else params.camera_name or next(iter(first_obs["sensor_data"]))
             image = self._image(first_obs)
             state = self._state(first_obs)
         except KeyError as err:
@@ -133,17 +141,18 @@ class ManiSkillVecEnv(EpisodeVecEnv):
         self.gpu_seeds = torch.zeros(num_envs, dtype=torch.int64)
 
     # ---------------------------------------------------------------------------------- obs pieces
-    def _image(self, obs: dict) -> torch.Tensor:
+    def _image(self, obs) -> torch.Tensor:
+        if self.state_only:
+            return torch.zeros(flat_state(obs).shape[0], 0, 0, 3, dtype=torch.uint8)
         return camera_rgb(obs, self.camera)
 
-    @staticmethod
-    def _state(obs: dict) -> torch.Tensor:
-        return proprio_state(obs)
+    def _state(self, obs) -> torch.Tensor:
+        return flat_state(obs) if self.state_only else proprio_state(obs)
 
     def _instruction(self, sim, env_index: int) -> str:
         return env_instruction(sim, self.params.id, env_index, self.params.instruction)
 
-    def _store(self, rows: torch.Tensor, obs: dict, obs_rows: torch.Tensor | None = None) -> None:
+    def _store(self, rows: torch.Tensor, obs, obs_rows: torch.Tensor | None = None) -> None:
         images, states = self._image(obs), self._state(obs)
         if obs_rows is not None:
             images, states = images[obs_rows], states[obs_rows]

@@ -1,6 +1,7 @@
 """The small policy: FiLM-conditioned CNN + spatial-softmax keypoints + hashed-word instruction encoder +
 proprio -> Gaussian action head (learnable log-std) and a value head. Built for the built-in task and tests:
-it learns "reach the object the instruction names" on 64x64 images within minutes on a CPU.
+it learns "reach the object the instruction names" on 64x64 images within minutes on a CPU. With
+``use_image: false`` there is no image encoder: instruction + ``states`` only (state-observation tasks).
 
 Shapes: B batch, C ``num_action_chunks``, A ``action_dim``, V values (1 or C).
 """
@@ -99,8 +100,9 @@ class FiLMImageEncoder(nn.Module):
 
 
 class SmallPolicy(VLAPolicy):
-    """See the module docstring. ``forward_inputs``: images uint8 ``[B, H, W, 3]``, word_ids int64 ``[B, W]``,
-    states ``[B, S]``, raw_actions ``[B, C, A]`` (pre-squash Gaussian sample), temperature ``[B]``."""
+    """See the module docstring. ``forward_inputs``: images uint8 ``[B, H, W, 3]`` (absent without
+    ``use_image``), word_ids int64 ``[B, W]``, states ``[B, S]``, raw_actions ``[B, C, A]`` (pre-squash Gaussian
+    sample), temperature ``[B]``."""
 
     def __init__(self, cfg: SmallModelConfig):
         super().__init__()
@@ -109,8 +111,9 @@ class SmallPolicy(VLAPolicy):
         dims = small_dims(cfg.size)
         self.tokenizer = HashWordTokenizer(cfg.text_vocab_size, cfg.max_words)
         self.text = InstructionEncoder(cfg.text_vocab_size, dims.text_dim, cfg.text_encoder)
-        self.image = FiLMImageEncoder(dims.channels, dims.text_dim, cfg.image_size)
-        feat_dim = self.image.out_dim + dims.text_dim + cfg.state_dim
+        self.image = FiLMImageEncoder(dims.channels, dims.text_dim, cfg.image_size) if cfg.use_image else None
+        image_dim = self.image.out_dim if self.image is not None else 0
+        feat_dim = image_dim + dims.text_dim + cfg.state_dim
         out = cfg.num_action_chunks * cfg.action_dim
         self.trunk = nn.Sequential(nn.Linear(feat_dim, dims.hidden_dim), nn.GELU())
         hidden = dims.hidden_dim
@@ -124,6 +127,7 @@ class SmallPolicy(VLAPolicy):
     # ---- features ------------------------------------------------------------------------------------
     def _inputs_from_obs(self, obs: Obs) -> dict[str, torch.Tensor]:
         device = self.log_std.device
+        batch = len(obs["task_descriptions"])
         states = obs.get("states")
         if self.cfg.state_dim > 0:
             if states is None or states.shape[-1] != self.cfg.state_dim:
@@ -135,19 +139,23 @@ class SmallPolicy(VLAPolicy):
                 )
             states = states.to(device=device, dtype=torch.float32)
         else:
-            states = torch.zeros(obs["main_images"].shape[0], 0, device=device)
-        return {
-            "images": obs["main_images"].to(device),
-            "word_ids": self.tokenizer(list(obs["task_descriptions"])).to(device),
-            "states": states,
-        }
+            states = torch.zeros(batch, 0, device=device)
+        inputs = {"word_ids": self.tokenizer(list(obs["task_descriptions"])).to(device), "states": states}
+        if self.image is not None:
+            images = obs.get("main_images")
+            if images is None or images.shape[1:3].numel() == 0:
+                raise UserError(
+                    "the small policy encodes `main_images` but the env gives none (e.g. ManiSkill obs_mode state)",
+                    key="actor.model.use_image", fix="set actor.model.use_image: false (and state_dim), or use rgb obs",
+                )
+            inputs["images"] = images.to(device)
+        return inputs
 
     def _features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """-> trunk features ``[B, hidden_dim]``."""
         text = self.text(inputs["word_ids"])
-        keypoints = self.image(inputs["images"], text)
-        dtype = keypoints.dtype
-        return self.trunk(torch.cat([keypoints, text, inputs["states"].to(dtype)], dim=-1))
+        parts = [text] if self.image is None else [self.image(inputs["images"], text), text]
+        return self.trunk(torch.cat([*parts, inputs["states"].to(text.dtype)], dim=-1))
 
     def _dist(self, features: torch.Tensor, temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> mean ``[B, C, A]``, log_std ``[B, C, A]`` (temperature ``[B]`` scales the std)."""

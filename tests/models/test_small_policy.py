@@ -135,3 +135,33 @@ def test_training_step_fits_the_cpu_budget():
         (ev.logprobs.mean() + ev.values.mean()).backward()
         best = min(best, time.perf_counter() - start)
     assert best < 0.25  # generous: CI machines are shared
+
+
+def test_image_free_policy_uses_states_and_text_only():
+    torch.manual_seed(0)
+    policy = build_policy(SmallModelConfig(use_image=False, state_dim=5, num_action_chunks=2))
+    assert policy.image is None and not any(name.startswith("image.") for name, _ in policy.named_parameters())
+    g = torch.Generator().manual_seed(1)
+    obs = {"states": torch.randn(3, 5, generator=g), "task_descriptions": ["push the cube"] * 3}
+    out = policy.predict(obs, "train")  # no main_images at all
+    assert out.actions.shape == (3, 2, 7) and set(out.forward_inputs) >= {"states", "word_ids"}
+    assert "images" not in out.forward_inputs
+    torch.testing.assert_close(policy.evaluate(out.forward_inputs).logprobs, out.logprobs, atol=1e-5, rtol=0)
+    # an empty image (ManiSkill obs_mode state) is ignored; the states drive the action
+    with_empty = policy.predict({**obs, "main_images": torch.zeros(3, 0, 0, 3, dtype=torch.uint8)}, "eval")
+    torch.testing.assert_close(with_empty.actions, policy.predict(obs, "eval").actions)
+    policy.actor[-1].weight.data.normal_()  # the zero-ish init makes every mean ~0
+    moved = policy.predict({**obs, "states": obs["states"] + 1.0}, "eval").actions
+    assert not torch.allclose(moved, policy.predict(obs, "eval").actions)
+
+
+def test_image_policy_without_images_names_the_key():
+    policy = _build()
+    obs = {**_obs(batch=2), "main_images": torch.zeros(2, 0, 0, 3, dtype=torch.uint8)}
+    with pytest.raises(UserError, match="use_image"):
+        policy.predict(obs, "train")
+
+
+def test_image_free_policy_needs_states():
+    with pytest.raises(ValueError, match="state_dim"):
+        SmallModelConfig(use_image=False, state_dim=0)
