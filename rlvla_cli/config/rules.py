@@ -24,6 +24,7 @@ class RuleError(ValueError):
 def check_rules(cfg: Any) -> None:
     """Run every rule on a RootConfig; the first broken one raises `RuleError`."""
     for rule in (
+        _state_obs_need_image_free_policy,  # first: with no camera no other model setting can help
         _chunks_divide_rollout,
         _grpo_groups,
         _critic_matches_algorithm,
@@ -166,6 +167,26 @@ def _critic_warmup_needs_critic(cfg: Any) -> None:
             f"{cfg.actor.optim.critic_warmup_steps} critic warm-up steps but the model has no value head",
             "set actor.optim.critic_warmup_steps: 0, or actor.model.add_value_head: true",
         )
+
+
+def _state_obs_need_image_free_policy(cfg: Any) -> None:
+    """ManiSkill ``obs_mode: state`` renders no camera: only the small policy without its image encoder fits."""
+    model = cfg.actor.model
+    for name, env in _envs(cfg):
+        if env.env_type != "maniskill" or env.init_params.obs_mode != "state":
+            continue
+        if model.model_type != "small":
+            raise RuleError(
+                f"{name}.init_params.obs_mode",
+                f"{name} gives state observations only (obs_mode state) but {model.model_type} needs camera images",
+                "use obs_mode rgb, or actor.model.model_type: small with use_image: false",
+            )
+        if model.use_image:
+            raise RuleError(
+                "actor.model.use_image",
+                f"{name} gives state observations only (obs_mode state) but the small policy reads images",
+                "set actor.model.use_image: false (and state_dim to the env's state size)",
+            )
 
 
 def rollout_samples(cfg: Any) -> int:

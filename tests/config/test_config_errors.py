@@ -160,3 +160,12 @@ def test_missing_key_fix_quotes_the_description(tmp_path: Path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "actor.model" in str(info.value)
+
+
+def test_state_observations_need_an_image_free_small_policy():
+    preset = Path(__file__).resolve().parents[2] / "configs" / "maniskill_ppo_small_pushcube_state.yaml"
+    assert not load_config(preset).actor.model.use_image  # the shipped state config is consistent
+    with pytest.raises(ConfigError, match="actor.model.use_image"):
+        load_config(preset, ["actor.model.use_image=true"])
+    with pytest.raises(ConfigError, match="obs_mode"):
+        load_config(preset, ["actor.model={model_type: openvla_oft, action_dim: 7}"])
