@@ -2,7 +2,8 @@
 
 Components come from the resolved placement: the trainer ranks (``TrainerGroup``, this process is rank 0),
 the env workers (``EnvWorkerPool``), the rollout copy of the policy (inference in this process on the
-rollout device, fed by the pool's pipeline stages) and the weight sync between trainer and rollout copy.
+rollout device, fed by the pool's pipeline stages; with several rollout devices one copy per device and each
+batch split over them, see ``replicas.py``) and the weight sync between trainer and rollout copies.
 SIGINT / SIGTERM stop the loop at the next chunk step with a checkpoint of the last finished step.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from rlvla_cli.errors import WorkerError
 from rlvla_cli.runtime import checkpoint as ckpt
 from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
 from rlvla_cli.runtime.perf import actor_mfu
+from rlvla_cli.runtime.replicas import OffloadGroup, ReplicatedPolicy, SyncGroup
 from rlvla_cli.runtime.rollout_worker import RolloutWorker, concat_batches, episode_metrics
 from rlvla_cli.runtime.signals import StopRequest
 from rlvla_cli.runtime.threads import available_cpus, rollout_threads, torch_threads
@@ -91,20 +92,20 @@ class Runner:
         actor_devices = [p.device for p in comps["actor"].processes]
         total_opt = total_steps_of(cfg) * optimizer_steps_per_training_step(cfg)
         self.group = TrainerGroup(cfg, actor_devices, total_opt, self.factory)
-        rollout_device = comps["rollout"].processes[0].device
-        if len({p.device for p in comps["rollout"].processes}) > 1:
-            # inference runs in this process on one device; say so rather than leave the other GPUs idle unseen
-            warnings.warn(f"rollout is placed on {len(comps['rollout'].processes)} devices but runs on "
-                          f"{rollout_device} only (one in-process rollout copy); give the others to the actor "
-                          "(cluster.component_placement)", stacklevel=2)
-        torch.manual_seed(cfg.runner.seed)  # the rollout copy is overwritten by the first sync anyway
-        rollout_policy = self.factory(cfg, rollout_device)
-        if torch.device(rollout_device).type == "cuda" and cfg.rollout.precision != "fp32":
-            rollout_policy.to(dtype=getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[cfg.rollout.precision]))
-        self.sync = WeightSync(self.group.module, rollout_policy)
-        self.rollout_policy = rollout_policy
+        rollout_devices = list(dict.fromkeys(p.device for p in comps["rollout"].processes))  # distinct, ordered
+        rollout_device = rollout_devices[0]
+        torch.manual_seed(cfg.runner.seed)  # the rollout copies are overwritten by the first sync anyway
+        copies = [self._rollout_copy(device) for device in rollout_devices]
         self.actor_offloader = EngineOffloader(self.group.trainer.engine, actor_devices[0], self.offload[0])
-        self.rollout_offloader = ModuleOffloader(rollout_policy, rollout_device, self.offload[1])
+        if len(copies) == 1:
+            self.sync = WeightSync(self.group.module, copies[0])
+            self.rollout_policy = copies[0]
+            self.rollout_offloader = ModuleOffloader(copies[0], rollout_device, self.offload[1])
+        else:  # several rollout GPUs: one copy each, every batch split over them (runtime/replicas.py)
+            self.sync = SyncGroup(self.group.module, copies)
+            self.rollout_policy = ReplicatedPolicy(copies)
+            self.rollout_offloader = OffloadGroup(copies, rollout_devices, self.offload[1])
+        rollout_policy = self.rollout_policy
         self.pool = EnvWorkerPool(cfg.env.train, num_workers=self.placement.env_workers,
                                   stages=cfg.rollout.pipeline_stage_num, seed=cfg.env.train.seed,
                                   max_chunk=cfg.actor.model.num_action_chunks)
@@ -125,6 +126,13 @@ class Runner:
         state = ckpt.read_trainer_state(checkpoint)
         self.global_step, self.env_steps = state["global_step"], state["env_steps"]
         self.sync.version = state.get("weight_version", 0)
+
+    def _rollout_copy(self, device: str) -> torch.nn.Module:
+        """A rollout copy of the policy on ``device`` in ``rollout.precision`` (GPU) for the weight sync to fill."""
+        policy = self.factory(self.cfg, device)
+        if torch.device(device).type == "cuda" and self.cfg.rollout.precision != "fp32":
+            policy.to(dtype=getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[self.cfg.rollout.precision]))
+        return policy
 
     # ------------------------------------------------------------------------------------------ loop
     def run(self) -> RunResult:
