@@ -88,3 +88,15 @@ def test_no_gpus_and_no_flag_asks_for_gpus(monkeypatch):
 def test_placement_errors_are_user_errors():
     with pytest.raises(UserError, match="cluster.component_placement.actor"):
         run_plan_gpus(OFT, 4, None, None, False, [])  # actor: 0-7 on 4 GPUs: rank out of range
+
+
+def test_plan_gpus_refuses_env_or_rollout_on_a_second_node():
+    hosts = ["cluster.num_nodes=2", "cluster.hosts=[node-a, node-b]"]
+    proc = _rlvla("plan-gpus", "--config", str(OFT), "--gpus", "8", *hosts,
+                  "cluster.component_placement={actor: 0-15, env: 0-7, rollout: 8-15}")
+    assert proc.returncode == 2
+    text = " ".join((proc.stdout + proc.stderr).split())
+    assert "cluster.component_placement" in text and "rollout placed on a node other than node 0" in text
+    proc = _rlvla("plan-gpus", "--config", str(OFT), "--gpus", "8", *hosts,
+                  "cluster.component_placement={actor: 0-15, env: 0-3, rollout: 4-7}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # trainer ranks on node 1 are fine
