@@ -19,11 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_models import timed  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,20 +69,6 @@ class LlamaShapedWeights(torch.nn.Module):
 
 def nbytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
-
-
-def timed(fn, repeats: int, device: str) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up (device synchronised)."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def bench_one_device(args) -> dict:
@@ -186,7 +176,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cuda = args.device.startswith("cuda")
     if cuda and torch.cuda.device_count() < args.gpus:
-        raise SystemExit(f"--gpus {args.gpus} needs {args.gpus} CUDA devices; {torch.cuda.device_count()} visible")
+        print(f"bench_sync: `--gpus {args.gpus}` needs {args.gpus} CUDA devices but {torch.cuda.device_count()} "
+              "are visible. Fix: run it on a machine with that many GPUs, or pass --gpus 1.", file=sys.stderr)
+        return 2
     result = bench_one_device(args) if args.gpus == 1 else bench_two_ranks(args)
     device = torch.cuda.get_device_name() if cuda else "cpu"
     payload = {"date": time.strftime("%Y-%m-%d"), "device": device, "gpus": args.gpus,

@@ -41,7 +41,9 @@ def hardware_placement(cfg: Any) -> tuple[Any, tuple[bool, bool]]:
 
 def run_train(config: Path | None, overrides: list[str]) -> None:
     """The body of ``rlvla train [--config F] [a.b=c ...]`` (no config: the built-in quickstart)."""
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)))))
+    from rlvla_cli.runtime.threads import available_cpus
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(available_cpus()))
     from rich.console import Console
 
     from rlvla_cli.config.loader import load_config

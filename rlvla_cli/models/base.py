@@ -16,6 +16,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+# config `precision` -> torch dtype (model builds and the runtime's rollout copies)
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 Obs = dict[str, Any]
 Mode = Literal["train", "eval"]
 

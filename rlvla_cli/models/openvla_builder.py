@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from rlvla_cli.errors import AssetError, ConfigError
+from rlvla_cli.models.base import PRECISION_DTYPES
 from rlvla_cli.models.checkpoint import load_into, read_json, read_state_dict
 from rlvla_cli.models.normalization import NormStats, read_dataset_statistics, select_stats
-from rlvla_cli.models.openvla_common import DTYPES, OPENVLA_LORA_TARGETS, PrismaticPolicy, check_image_size
+from rlvla_cli.models.openvla_common import OPENVLA_LORA_TARGETS, PrismaticPolicy, check_image_size
 from rlvla_cli.models.presets import openvla_dims
 from rlvla_cli.models.prismatic import (
     HEAD_PREFIXES,
@@ -124,7 +125,7 @@ def _finish(policy: PrismaticPolicy, cfg, device: str) -> None:
         policy.vla.vision_backbone.featurizer.gradient_checkpointing = True
         policy.vla.vision_backbone.fused_featurizer.gradient_checkpointing = True
     if device != "meta":
-        policy.vla.to(device=device, dtype=DTYPES[cfg.precision])
+        policy.vla.to(device=device, dtype=PRECISION_DTYPES[cfg.precision])
         policy.to(device=device)
         if policy.value_head is not None:
             policy.value_head.float()

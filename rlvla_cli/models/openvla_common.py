@@ -26,7 +26,6 @@ from rlvla_cli.models.vision import preprocess_images
 # Every linear layer of the towers, projector and Llama (OpenVLA's "all-linear" LoRA, lm_head excluded).
 OPENVLA_LORA_TARGETS = ["qkv", "proj", "fc1", "fc2", "fc3", "q_proj", "k_proj", "v_proj", "o_proj",
                         "gate_proj", "up_proj", "down_proj"]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def sample_bins(scaled_logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:

@@ -17,7 +17,15 @@ from torch import nn
 
 from rlvla_cli.config.model import SmallModelConfig
 from rlvla_cli.errors import UserError
-from rlvla_cli.models.base import EvaluateOutput, Mode, Obs, PolicyOutput, SamplingParams, VLAPolicy
+from rlvla_cli.models.base import (
+    PRECISION_DTYPES,
+    EvaluateOutput,
+    Mode,
+    Obs,
+    PolicyOutput,
+    SamplingParams,
+    VLAPolicy,
+)
 from rlvla_cli.models.presets import small_dims
 from rlvla_cli.models.registry import register_policy
 from rlvla_cli.models.text_encoder import HashWordTokenizer, InstructionEncoder
@@ -249,7 +257,7 @@ def build_small_policy(cfg: SmallModelConfig, device: str) -> SmallPolicy:
         if cfg.lora_path and device != "meta":
             load_adapter(policy, cfg.lora_path)
             load_heads(policy, cfg.lora_path)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+    dtype = PRECISION_DTYPES[cfg.precision]
     policy.to(device=device, dtype=dtype)
     if policy.value_head is not None:
         policy.value_head.float()

@@ -15,6 +15,7 @@ import torch
 
 from rlvla_cli.models.base import PolicyOutput
 from rlvla_cli.runtime.offload import ModuleOffloader
+from rlvla_cli.runtime.rollout_worker import to_cpu
 from rlvla_cli.runtime.weight_sync import WeightSync
 
 
@@ -35,18 +36,14 @@ def slice_obs(obs: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
     return {key: value[start:stop] for key, value in obs.items()}
 
 
-def _cpu(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    return None if tensor is None else tensor.detach().cpu()
-
-
 def concat_outputs(outputs: list[PolicyOutput]) -> PolicyOutput:
     """Row-wise concatenation of the copies' outputs, on the CPU."""
-    values = [o.values for o in outputs]
+    values = [o.values for o in outputs]  # a policy without a value head gives None on every copy
     return PolicyOutput(
-        actions=torch.cat([_cpu(o.actions) for o in outputs]),
-        logprobs=torch.cat([_cpu(o.logprobs) for o in outputs]),
-        values=None if values[0] is None else torch.cat([_cpu(v) for v in values]),
-        forward_inputs={key: torch.cat([_cpu(o.forward_inputs[key]) for o in outputs])
+        actions=torch.cat([to_cpu(o.actions) for o in outputs]),
+        logprobs=torch.cat([to_cpu(o.logprobs) for o in outputs]),
+        values=None if values[0] is None else torch.cat([to_cpu(v) for v in values]),
+        forward_inputs={key: torch.cat([to_cpu(o.forward_inputs[key]) for o in outputs])
                         for key in outputs[0].forward_inputs},
     )
 
@@ -75,7 +72,7 @@ class ReplicatedPolicy(torch.nn.Module):
 
     @torch.no_grad()
     def get_values(self, obs: dict[str, Any]) -> torch.Tensor:
-        return torch.cat([_cpu(v) for v in self._split(obs, lambda policy, part: policy.get_values(part))])
+        return torch.cat([to_cpu(v) for v in self._split(obs, lambda policy, part: policy.get_values(part))])
 
 
 class SyncGroup:

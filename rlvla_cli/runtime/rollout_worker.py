@@ -50,7 +50,8 @@ def episode_metrics(episodes: dict[str, torch.Tensor], prefix: str = "env") -> d
     return {f"{prefix}/{name}": float(episodes[name].float().mean()) for name in EPISODE_METRICS if name in episodes}
 
 
-def _cpu(tensor: torch.Tensor) -> torch.Tensor:
+def to_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` detached on the CPU (what the rollout keeps of every output)."""
     return tensor.detach().to("cpu")
 
 
@@ -79,7 +80,7 @@ class RolloutWorker:
         truncated = result.truncations.any(-1) & result.infos["final_mask"]
         out = torch.zeros(result.rewards.shape[0], width)
         if self.needs_values and bool(truncated.any()):
-            values = _cpu(self.policy.get_values(result.infos["final_observation"])).float()
+            values = to_cpu(self.policy.get_values(result.infos["final_observation"])).float()
             out[truncated] = values[truncated]
         return out
 
@@ -95,7 +96,7 @@ class RolloutWorker:
         pending = []
         for s in range(stages):
             pending.append(self._predict(obs[s]))
-            self.pool.send_actions(s, _cpu(pending[s].actions))
+            self.pool.send_actions(s, to_cpu(pending[s].actions))
         env_steps = 0
         last_obs: list[Any] = [None] * stages
         for t in range(self.steps_per_rollout):
@@ -107,7 +108,7 @@ class RolloutWorker:
                 out = pending[s]
                 if t + 1 < self.steps_per_rollout:  # next chunk first, so this stage simulates while we record
                     pending[s] = self._predict(result.obs)
-                    self.pool.send_actions(s, _cpu(pending[s].actions))
+                    self.pool.send_actions(s, to_cpu(pending[s].actions))
                 else:
                     last_obs[s] = result.obs
                 env_steps += result.rewards.numel()
@@ -129,11 +130,11 @@ class RolloutWorker:
                 return
 
     def _record(self, rec: _StageRecord, out: PolicyOutput, result: ChunkStepResult) -> None:
-        rec.forward_inputs.append({k: _cpu(v) for k, v in out.forward_inputs.items()})
-        rec.logprobs.append(_cpu(out.logprobs).float())
+        rec.forward_inputs.append({k: to_cpu(v) for k, v in out.forward_inputs.items()})
+        rec.logprobs.append(to_cpu(out.logprobs).float())
         width = out.values.shape[-1] if out.values is not None else 1
         if out.values is not None:
-            rec.values.append(_cpu(out.values).float())
+            rec.values.append(to_cpu(out.values).float())
         rec.rewards.append(result.rewards.float())
         rec.terminations.append(result.terminations.bool())
         rec.truncations.append(result.truncations.bool())
@@ -153,7 +154,7 @@ class RolloutWorker:
         has_values = self.needs_values and bool(records[0].values)
         last_values = None
         if has_values:
-            last_values = torch.cat([_cpu(self.policy.get_values(o)).float() for o in last_obs], dim=0)
+            last_values = torch.cat([to_cpu(self.policy.get_values(o)).float() for o in last_obs], dim=0)
         terminations, truncations = stack("terminations"), stack("truncations")
         loss_mask = torch.ones(terminations.shape[:2], dtype=torch.bool)
         if not self.auto_reset:

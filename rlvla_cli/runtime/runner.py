@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from rlvla_cli.errors import WorkerError
+from rlvla_cli.models.base import PRECISION_DTYPES
 from rlvla_cli.runtime import checkpoint as ckpt
 from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
 from rlvla_cli.runtime.perf import actor_mfu
@@ -131,7 +132,7 @@ class Runner:
         """A rollout copy of the policy on ``device`` in ``rollout.precision`` (GPU) for the weight sync to fill."""
         policy = self.factory(self.cfg, device)
         if torch.device(device).type == "cuda" and self.cfg.rollout.precision != "fp32":
-            policy.to(dtype=getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[self.cfg.rollout.precision]))
+            policy.to(dtype=PRECISION_DTYPES[self.cfg.rollout.precision])
         return policy
 
     # ------------------------------------------------------------------------------------------ loop

@@ -1,20 +1,10 @@
 """scripts/bench_rollout.py on real env workers and real policies (tiny sizes, CPU): the JSON's shape and that
 every throughput is positive; bad flags are user errors (exit 2)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_rollout", REPO / "scripts" / "bench_rollout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def _check(payload: dict, cases: set[tuple[str, int]]) -> None:
@@ -35,7 +25,7 @@ def test_builtin_small_and_tiny_oft(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = ["--env", "builtin", "--image-size", "64", "--processes", "1", "--envs-per-process", "2", "--steps", "2",
             "--size", "tiny", "--device", "cpu", "--threads", "1", "--repeats", "1", "--out", str(out)]
-    assert _script().main(args) == 0
+    assert load_script("bench_rollout").main(args) == 0
     _check(json.loads(out.read_text()), {("small", 1), ("small", 2), ("openvla_oft/tiny", 1),
                                          ("openvla_oft/tiny", 2)})
     assert "env-only steps/s" in capsys.readouterr().out
@@ -44,7 +34,7 @@ def test_builtin_small_and_tiny_oft(tmp_path, capsys):
 @pytest.mark.parametrize(("flags", "key"), [(["--stages", "1,3"], "--envs-per-process"), (["--models", "pi0"], None),
                                            (["--threads", "x"], None), (["--steps", "0"], None)])
 def test_bad_flags_are_user_errors(tmp_path, flags, key, capsys):
-    assert _script().main([*flags, "--env", "builtin", "--out", str(tmp_path / "x.json")]) == 2
+    assert load_script("bench_rollout").main([*flags, "--env", "builtin", "--out", str(tmp_path / "x.json")]) == 2
     assert f"`{key or flags[0]}`" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
 
@@ -55,7 +45,7 @@ def test_maniskill_two_processes(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--processes", "2", "--envs-per-process", "2", "--steps", "2", "--models", "openvla_oft", "--size", "tiny",
             "--stages", "2", "--device", "cpu", "--threads", "1", "--repeats", "1", "--out", str(out)]
-    assert _script().main(args) == 0
+    assert load_script("bench_rollout").main(args) == 0
     payload = json.loads(out.read_text())
     assert payload["env"].startswith("ManiSkill PickCube-v1 rgb 128")
     _check(payload, {("openvla_oft/tiny", 2)})

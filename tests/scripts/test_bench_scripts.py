@@ -1,27 +1,18 @@
 """The GPU benchmark scripts (bench_train, bench_sync, bench_step) run end to end at toy size on the CPU and
 write the JSON their docs describe (the GPU numbers come from the same code at full size)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # spawned children unpickle their target by module name
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_bench_train_times_every_micro_batch_with_prediction_and_profile(tmp_path):
     out = tmp_path / "train.json"
-    assert _script("bench_train").main(["--size", "tiny", "--device", "cpu", "--models", "openvla_oft,pi0",
+    assert load_script("bench_train").main(["--size", "tiny", "--device", "cpu", "--models", "openvla_oft,pi0",
                                         "--micro-batches", "1,2,3,4", "--samples", "4", "--repeats", "1",
                                         "--profile", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
@@ -37,7 +28,7 @@ def test_bench_train_times_every_micro_batch_with_prediction_and_profile(tmp_pat
 def test_bench_sync_one_device_shares_and_copies(tmp_path):
     out = tmp_path / "sync1.json"
     args = ["--device", "cpu", "--layers", "2", "--hidden", "128", "--vocab", "500", "--repeats", "2"]
-    assert _script("bench_sync").main([*args, "--gpus", "1", "--out", str(out)]) == 0
+    assert load_script("bench_sync").main([*args, "--gpus", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())["result"]
     assert result["params"] == 2 * 500 * 128 + 2 * (4 * 128 * 128 + 3 * 128 * 344 + 2 * 128) + 128
     # no timing comparison (flaky on a loaded CPU): the script itself asserts that share aliases the trainer's
@@ -49,14 +40,14 @@ def test_bench_sync_two_ranks_broadcast_makes_weights_equal(tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(REPO / "scripts"))  # the spawned ranks import bench_sync by name
     out = tmp_path / "sync2.json"
     args = ["--device", "cpu", "--layers", "1", "--hidden", "64", "--vocab", "100", "--repeats", "1"]
-    assert _script("bench_sync").main([*args, "--gpus", "2", "--out", str(out)]) == 0
+    assert load_script("bench_sync").main([*args, "--gpus", "2", "--out", str(out)]) == 0
     result = json.loads(out.read_text())["result"]
     assert result["ranks_equal"] and result["broadcast_weights_s"] > 0 and result["raw_broadcast_s"] > 0
 
 
 def test_bench_step_runs_the_runtime_and_breaks_the_step_down(tmp_path):
     out = tmp_path / "step.json"
-    assert _script("bench_step").main(["--size", "tiny", "--steps", "2", "--envs", "2", "--rollout-steps", "8",
+    assert load_script("bench_step").main(["--size", "tiny", "--steps", "2", "--envs", "2", "--rollout-steps", "8",
                                        "--run-dir", str(tmp_path / "run"), "--out", str(out),
                                        "actor.global_batch_size=4"]) == 0
     payload = json.loads(out.read_text())

@@ -1,26 +1,19 @@
 """scripts/sft_then_rl.py end to end at toy size on the CPU: real demos, SFT, PPO and GRPO from the SFT
 checkpoint (`rlvla train` loading `actor.model.model_path`), three evaluations and the report."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("sft_then_rl", REPO / "scripts" / "sft_then_rl.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
 def test_pipeline_runs_and_resumes(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    script = _script()
+    script = load_script("sft_then_rl")
     tiny = ["env.train.total_num_envs=4", "env.train.max_episode_steps=8", "env.train.max_steps_per_rollout_epoch=8",
             "env.eval.total_num_envs=2", "actor.global_batch_size=16", "actor.micro_batch_size=8"]
     args = ["--out", str(tmp_path), "--demos", "2", "--sft-epochs", "1", "--rl-epochs", "1", "--eval-episodes", "2",

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from rlvla_cli.config.model_openpi import OpenPIModelConfig
+from rlvla_cli.models.base import PRECISION_DTYPES
 from rlvla_cli.models.checkpoint import write_json
 from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint, save_openpi_checkpoint
 from rlvla_cli.models.openpi.norm_stats import find_norm_stats, load_norm_stats
@@ -22,7 +23,6 @@ from rlvla_cli.models.openpi.state_tokens import PromptTokenizer, byte_level_tok
 from rlvla_cli.models.registry import register_policy
 
 OPENPI_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def lora_module(policy: OpenPIPolicy) -> torch.nn.Module:
@@ -70,7 +70,7 @@ def build_openpi_policy(cfg: OpenPIModelConfig, device: str) -> OpenPIPolicy:
     if cfg.is_lora:
         _apply_lora(policy, cfg, device)
     policy.flow.paligemma_with_expert.gradient_checkpointing = bool(cfg.gradient_checkpointing)
-    policy.to(device=device, dtype=_DTYPES[cfg.precision])
+    policy.to(device=device, dtype=PRECISION_DTYPES[cfg.precision])
     for head in (policy.value_head, policy.noise_head):
         if head is not None:
             head.float()
