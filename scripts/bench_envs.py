@@ -1,11 +1,18 @@
 """Env throughput: raw stepping vs. env workers + shared-memory channels, at the same number of processes.
 
-    python scripts/bench_envs.py --out bench_envs.json [--skip-maniskill] [--chunks 40]
+    python scripts/bench_envs.py --out bench_envs.json [--skip-maniskill] [--builtin-envs 64,256]
+    python scripts/bench_envs.py --skip-builtin --maniskill-workers 8,16 --out ms.json     # GPU machine
 
-Rows: the built-in task with 1 and 2 processes, ManiSkill PickCube-v1 (rgb 128x128, CPU physics) with
-``--maniskill-workers`` processes. "raw" runs ``chunk_step`` in N plain processes (no channels); "workers" drives
-the same envs through ``EnvWorkerPool`` (1 stage: step and wait; 2 stages: two halves kept in flight, as the
-runtime's pipeline does). Overhead = raw / workers - 1 in steps/s.
+Rows: the built-in task (``--builtin-envs`` x ``--builtin-processes``) and ManiSkill PickCube-v1 (rgb 128x128,
+CPU physics, ``--maniskill-workers``). Per row and per stage count (1, 2):
+
+- raw: ``chunk_step`` in N plain processes (no channels); each process steps its share of the envs split into
+  the same ``stages`` env groups the workers use, one group after the other;
+- workers: the same envs through ``EnvWorkerPool`` (1 stage: step and wait; 2 stages: both halves kept in
+  flight, as the runtime's pipeline does). Overhead = raw / workers - 1 in steps/s, same groups on both sides.
+
+The worker path runs N workers plus the driver, so with N + 1 > cores it is oversubscribed and every hand-off
+waits for a core; such rows are flagged (``oversubscribed``): read them as a property of the machine.
 """
 
 from __future__ import annotations
@@ -24,26 +31,31 @@ from rlvla_cli.envs.registry import build_env
 from rlvla_cli.runtime.env_worker import EnvWorkerPool
 
 
-def _raw_process(cfg, num_envs: int, offset: int, chunk: int, chunks: int, barrier, results) -> None:
+def _raw_process(cfg, num_envs: int, offset: int, stages: int, chunk: int, chunks: int, barrier, results) -> None:
     torch.set_num_threads(1)
-    env = build_env(cfg, num_envs, env_offset=offset)
-    env.reset()
-    actions = torch.rand(num_envs, chunk, env.action_dim) * 2 - 1
-    env.chunk_step(actions)  # warm-up
+    per_group = num_envs // stages
+    envs = [build_env(cfg, per_group, env_offset=offset + s * per_group) for s in range(stages)]
+    actions = torch.rand(per_group, chunk, envs[0].action_dim) * 2 - 1
+    for env in envs:
+        env.reset()
+        env.chunk_step(actions)  # warm-up
     barrier.wait()
     start = time.perf_counter()
     for _ in range(chunks):
-        env.chunk_step(actions)
+        for env in envs:
+            env.chunk_step(actions)
     results.put(time.perf_counter() - start)
-    env.close()
+    for env in envs:
+        env.close()
 
 
-def bench_raw(cfg, processes: int, chunk: int, chunks: int) -> float:
-    """Env steps/s of ``processes`` plain processes, each stepping its share of ``cfg.total_num_envs``."""
+def bench_raw(cfg, processes: int, chunk: int, chunks: int, stages: int = 1) -> float:
+    """Env steps/s of ``processes`` plain processes, each stepping its share of ``cfg.total_num_envs`` as
+    ``stages`` groups in turn."""
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(processes), ctx.Queue()
     share = cfg.total_num_envs // processes
-    procs = [ctx.Process(target=_raw_process, args=(cfg, share, i * share, chunk, chunks, barrier, results))
+    procs = [ctx.Process(target=_raw_process, args=(cfg, share, i * share, stages, chunk, chunks, barrier, results))
              for i in range(processes)]
     for proc in procs:
         proc.start()
@@ -74,63 +86,82 @@ def bench_workers(cfg, processes: int, chunk: int, chunks: int, stages: int = 1)
     return cfg.total_num_envs * chunk * chunks / elapsed
 
 
-def run(args) -> list[dict]:
-    cases = [
-        ("builtin 64x64", BuiltinEnvConfig(total_num_envs=args.builtin_envs, max_episode_steps=30), 1, args.chunks),
-        ("builtin 64x64", BuiltinEnvConfig(total_num_envs=args.builtin_envs, max_episode_steps=30), 2, args.chunks),
-    ]
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def cases(args) -> list[tuple[str, object, int, int]]:
+    """(name, env config, processes, timed chunks) of every row the flags ask for."""
+    out = []
+    if not args.skip_builtin:
+        for envs in _ints(args.builtin_envs):
+            for processes in _ints(args.builtin_processes):
+                cfg = BuiltinEnvConfig(total_num_envs=envs, max_episode_steps=30)
+                out.append((f"builtin 64x64 {envs} envs", cfg, processes, args.chunks))
     if not args.skip_maniskill:
-        ms_cfg = ManiSkillEnvConfig(
-            total_num_envs=args.maniskill_envs_per_worker * args.maniskill_workers, max_episode_steps=50,
-            init_params={"id": "PickCube-v1", "camera_width": 128, "camera_height": 128, "sim_backend": "cpu"},
-        )
-        cases.append(("ManiSkill PickCube-v1 rgb 128 cpu", ms_cfg, args.maniskill_workers, args.maniskill_chunks))
-    rows = []
-    for name, cfg, processes, chunks in cases:
-        # Alternate the three ways and keep each one's best run: on a shared machine the best run is the one
-        # least disturbed by other processes.
-        raw = workers = pipelined = 0.0
-        for _ in range(args.repeats):
-            raw = max(raw, bench_raw(cfg, processes, args.chunk, chunks))
-            workers = max(workers, bench_workers(cfg, processes, args.chunk, chunks))
-            pipelined = max(pipelined, bench_workers(cfg, processes, args.chunk, chunks, stages=2))
-        rows.append({"env": name, "processes": processes, "num_envs": cfg.total_num_envs, "chunk": args.chunk,
-                     "chunks": chunks, "repeats": args.repeats, "raw_steps_per_s": raw, "workers_steps_per_s": workers,
-                     "workers_2stage_steps_per_s": pipelined, "overhead_pct": 100.0 * (raw / workers - 1.0),
-                     "overhead_2stage_pct": 100.0 * (raw / pipelined - 1.0)})
+        for workers in _ints(args.maniskill_workers):
+            cfg = ManiSkillEnvConfig(
+                total_num_envs=args.maniskill_envs_per_worker * workers, max_episode_steps=50,
+                init_params={"id": "PickCube-v1", "camera_width": 128, "camera_height": 128, "sim_backend": "cpu"},
+            )
+            out.append(("ManiSkill PickCube-v1 rgb 128 cpu", cfg, workers, args.maniskill_chunks))
+    return out
+
+
+def run(args) -> list[dict]:
+    rows, cores = [], os.cpu_count() or 1
+    for name, cfg, processes, chunks in cases(args):
+        row = {"env": name, "processes": processes, "num_envs": cfg.total_num_envs, "chunk": args.chunk,
+               "chunks": chunks, "repeats": args.repeats, "oversubscribed": processes + 1 > cores}
+        for stages in (1, 2):
+            # Alternate the two ways and keep each one's best run: on a shared machine the best run is the one
+            # least disturbed by other processes.
+            raw = workers = 0.0
+            for _ in range(args.repeats):
+                raw = max(raw, bench_raw(cfg, processes, args.chunk, chunks, stages))
+                workers = max(workers, bench_workers(cfg, processes, args.chunk, chunks, stages))
+            row[f"raw_{stages}stage_steps_per_s"] = raw
+            row[f"workers_{stages}stage_steps_per_s"] = workers
+            row[f"overhead_{stages}stage_pct"] = 100.0 * (raw / workers - 1.0)
+        rows.append(row)
         print(f"done: {name} x{processes}", flush=True)
     return rows
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="bench_envs.json", help="JSON file for the results.")
-    parser.add_argument("--builtin-envs", type=int, default=64)
+    parser.add_argument("--builtin-envs", default="64,256", help="Comma list of built-in env counts (one row each).")
+    parser.add_argument("--builtin-processes", default="1,2", help="Comma list of process counts for the built-in.")
     parser.add_argument("--chunk", type=int, default=4, help="Actions per chunk_step.")
-    parser.add_argument("--chunks", type=int, default=300, help="Timed chunks for the built-in task.")
-    parser.add_argument("--maniskill-workers", type=int, default=2)
+    parser.add_argument("--chunks", type=int, default=200, help="Timed chunks for the built-in task.")
+    parser.add_argument("--maniskill-workers", default="2", help="Comma list of ManiSkill process counts.")
     parser.add_argument("--maniskill-envs-per-worker", type=int, default=2)
     parser.add_argument("--maniskill-chunks", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=3, help="Alternating runs per way; the best is kept.")
+    parser.add_argument("--skip-builtin", action="store_true")
     parser.add_argument("--skip-maniskill", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = run(args)
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"env steps/s ({os.cpu_count()} CPU cores, {platform.node()})")
-    columns = ("env", "processes", "envs", "raw steps/s", "workers steps/s", "overhead", "2 stages steps/s",
+    table = Table(title=f"env steps/s ({os.cpu_count()} CPU cores, {platform.node()}); * = oversubscribed")
+    columns = ("env", "procs", "envs", "raw", "workers", "overhead", "raw 2 groups", "workers 2 stages",
                "overhead")
     for column in columns:
         table.add_column(column, justify="right" if column != "env" else "left")
     for row in rows:
-        table.add_row(row["env"], str(row["processes"]), str(row["num_envs"]), f"{row['raw_steps_per_s']:.0f}",
-                      f"{row['workers_steps_per_s']:.0f}", f"{row['overhead_pct']:+.1f}%",
-                      f"{row['workers_2stage_steps_per_s']:.0f}", f"{row['overhead_2stage_pct']:+.1f}%")
-    Console().print(table)
+        table.add_row(row["env"], f"{row['processes']}{'*' if row['oversubscribed'] else ''}", str(row["num_envs"]),
+                      *(f"{row[key]:.0f}" if "steps" in key else f"{row[key]:+.1f}%" for key in (
+                          "raw_1stage_steps_per_s", "workers_1stage_steps_per_s", "overhead_1stage_pct",
+                          "raw_2stage_steps_per_s", "workers_2stage_steps_per_s", "overhead_2stage_pct")))
+    Console(width=160).print(table)
     with open(args.out, "w") as f:
-        json.dump({"cpu_count": os.cpu_count(), "host": platform.node(), "rows": rows}, f, indent=2)
+        json.dump({"cpu_count": os.cpu_count(), "host": platform.node(), "date": time.strftime("%Y-%m-%d"),
+                   "rows": rows}, f, indent=2)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -151,33 +151,47 @@ def decode_text(data: torch.Tensor, lengths: torch.Tensor, rows: list[int] | Non
     return [array[r, : int(sizes[r])].tobytes().decode("utf-8", errors="ignore") for r in rows]
 
 
-def write_obs(block: ShmTensorBlock, prefix: str, obs: Obs) -> None:
-    """Copy an observation dict into the block's ``prefix`` tensors (texts only where they changed)."""
-    block[f"{prefix}.main_images"].copy_(obs["main_images"])
-    block[f"{prefix}.states"].copy_(obs["states"])
-    if f"{prefix}.wrist_images" in block:
-        block[f"{prefix}.wrist_images"].copy_(obs["wrist_images"])
+def write_obs(block: ShmTensorBlock, prefix: str, obs: Obs, rows: torch.Tensor | None = None) -> None:
+    """Copy an observation dict into the block's ``prefix`` tensors (texts only where they changed).
+
+    rows: int64 ``[K]``, write only these envs (final observations, valid only where an episode ended: a chunk
+    usually ends few episodes, and the full image batch is the largest copy of a step)."""
+    keys = ["main_images", "states"] + (["wrist_images"] if f"{prefix}.wrist_images" in block else [])
+    for key in keys:
+        if rows is None:
+            block[f"{prefix}.{key}"].copy_(obs[key])
+        else:
+            index = rows.numpy()  # numpy fancy indexing: ~5x faster than index_copy_ for a few image rows
+            block[f"{prefix}.{key}"].numpy()[index] = obs[key].numpy()[index]
     texts = list(obs["task_descriptions"])
     cached, _ = block.text_cache.setdefault(f"write:{prefix}", ([None] * len(texts), []))
-    changed = [row for row, text in enumerate(texts) if cached[row] != text]
+    candidates = range(len(texts)) if rows is None else rows.tolist()
+    changed = [row for row in candidates if cached[row] != texts[row]]
     if changed:
         data, lengths, versions = (block[f"{prefix}.{k}"] for k in ("text", "text_len", "text_version"))
-        rows = torch.tensor(changed)
+        rows_changed = torch.tensor(changed)
         scratch = torch.empty(len(changed), data.shape[1], dtype=torch.uint8)
         scratch_len = torch.empty(len(changed), dtype=lengths.dtype)
         encode_text([texts[r] for r in changed], scratch, scratch_len)
         # text and length land before the version bump that tells the reader to decode them again
-        data[rows], lengths[rows] = scratch, scratch_len
-        versions[rows] += 1
+        data[rows_changed], lengths[rows_changed] = scratch, scratch_len
+        versions[rows_changed] += 1
         for row in changed:
             cached[row] = texts[row]
 
 
-def read_obs(block: ShmTensorBlock, prefix: str, copy: bool = True) -> Obs:
-    """The observation dict stored under ``prefix`` (``copy`` detaches the tensors from shared memory)."""
+def read_obs(block: ShmTensorBlock, prefix: str, copy: bool = True, rows: torch.Tensor | None = None) -> Obs:
+    """The observation dict stored under ``prefix`` (``copy`` detaches the tensors from shared memory).
+
+    rows: int64 ``[K]``, copy only these envs into zero-filled full-batch tensors (the counterpart of
+    ``write_obs(..., rows)``; the other rows are not valid in shared memory)."""
 
     def take(key: str) -> torch.Tensor:
         tensor = block[f"{prefix}.{key}"]
+        if rows is not None:
+            out, index = torch.zeros_like(tensor), rows.numpy()
+            out.numpy()[index] = tensor.numpy()[index]
+            return out
         return tensor.clone() if copy else tensor
 
     obs: Obs = {"main_images": take("main_images"), "states": take("states")}

@@ -50,9 +50,10 @@ def _write_result(block: ShmTensorBlock, result: ChunkStepResult, state_ids: tor
     block["success"][:, :chunk] = result.infos["success"]
     block["final_mask"].copy_(result.infos["final_mask"])
     block["state_ids"].copy_(state_ids)
-    has_final = bool(result.infos["final_mask"].any())
+    ended = torch.nonzero(result.infos["final_mask"]).flatten()
+    has_final = len(ended) > 0
     if has_final:
-        write_obs(block, "final", result.infos["final_observation"])
+        write_obs(block, "final", result.infos["final_observation"], rows=ended)
         episode = result.infos["episode"]
         for row, key in enumerate(EPISODE_METRICS):
             block["episode"][row].copy_(episode[key])
@@ -281,12 +282,16 @@ class EnvWorkerPool:
         single = len(blocks) == 1  # several workers: torch.cat already copies out of shared memory, once
 
         def cat(key: str, columns: bool = True) -> torch.Tensor:
-            return torch.cat([b[key][:, :chunk] if columns else b[key] for b in blocks], dim=0).clone()
+            parts = [b[key][:, :chunk] if columns else b[key] for b in blocks]
+            return parts[0].clone() if single else torch.cat(parts, dim=0)
 
         infos: dict[str, Any] = {"success": cat("success"), "final_mask": cat("final_mask", False),
                                  "reset_state_ids": cat("state_ids", False)}
         if has_final:
-            infos["final_observation"] = cat_obs([read_obs(b, "final", copy=single) for b in blocks])
+            # only the rows whose episode ended were written (the others are not valid: the contract of
+            # final_observation); they are copied into zero-filled batches
+            infos["final_observation"] = cat_obs([
+                read_obs(b, "final", rows=torch.nonzero(b["final_mask"]).flatten()) for b in blocks])
             metrics = torch.cat([b["episode"] for b in blocks], dim=1)
             infos["episode"] = {key: metrics[row].clone() for row, key in enumerate(EPISODE_METRICS)}
         obs = cat_obs([read_obs(b, "obs", copy=single) for b in blocks])

@@ -92,3 +92,17 @@ def test_changed_instructions_are_seen_by_the_reader():
         assert read_obs(block, "obs")["task_descriptions"] == ["task 0", "new one", "task 2"]
     finally:
         block.close()
+
+
+def test_final_rows_only_are_written_and_read():
+    block = ShmTensorBlock(step_layout(SPEC, batch=4, max_chunk=1, action_dim=7))
+    try:
+        obs, rows = make_obs(4), torch.tensor([1, 3])
+        write_obs(block, "final", obs, rows=rows)
+        assert block["final.main_images"][[0, 2]].sum() == 0  # rows 0 and 2 untouched (zero since creation)
+        back = read_obs(block, "final", rows=rows)
+        for key in ("main_images", "wrist_images", "states"):
+            assert torch.equal(back[key][rows], obs[key][rows]) and back[key][[0, 2]].abs().sum() == 0
+        assert [back["task_descriptions"][r] for r in (1, 3)] == ["task 1", "task 3"]
+    finally:
+        block.close()

@@ -1,4 +1,4 @@
-"""The GPU benchmark scripts (bench_train, bench_sync, bench_step) run end to end at toy size on the CPU and
+"""The benchmark scripts (bench_train, bench_sync, bench_step, bench_envs) run end to end at toy size on the CPU and
 write the JSON their docs describe (the GPU numbers come from the same code at full size)."""
 
 import json
@@ -55,3 +55,18 @@ def test_bench_step_runs_the_runtime_and_breaks_the_step_down(tmp_path):
     summary = payload["steady_state"]
     assert summary["time/step"] >= summary["time/generate_rollouts"] > 0 and summary["time/actor_training"] > 0
     assert not (tmp_path / "run" / "checkpoints").exists()  # a benchmark writes no checkpoint
+
+
+def test_bench_envs_compares_raw_and_worker_stepping_on_the_same_groups(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))  # the spawned raw processes import bench_envs by name
+    out = tmp_path / "envs.json"
+    assert load_script("bench_envs").main(["--skip-maniskill", "--builtin-envs", "8", "--builtin-processes", "1,2",
+                                           "--chunks", "3", "--repeats", "1", "--out", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert [(r["processes"], r["num_envs"]) for r in payload["rows"]] == [(1, 8), (2, 8)]
+    for row in payload["rows"]:
+        for stages in (1, 2):
+            raw, workers = row[f"raw_{stages}stage_steps_per_s"], row[f"workers_{stages}stage_steps_per_s"]
+            assert raw > 0 and workers > 0
+            assert row[f"overhead_{stages}stage_pct"] == pytest.approx(100.0 * (raw / workers - 1.0))
+        assert row["oversubscribed"] == (row["processes"] + 1 > payload["cpu_count"])
