@@ -108,7 +108,14 @@ def cases(args) -> list[tuple[str, object, int, int]]:
     return out
 
 
+def save(path: str, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        json.dump({"cpu_count": os.cpu_count(), "host": platform.node(), "date": time.strftime("%Y-%m-%d"),
+                   "rows": rows}, f, indent=2)
+
+
 def run(args) -> list[dict]:
+    """Every row's numbers; the JSON is rewritten after each row, so a run cut short keeps what it measured."""
     rows, cores = [], os.cpu_count() or 1
     for name, cfg, processes, chunks in cases(args):
         row = {"env": name, "processes": processes, "num_envs": cfg.total_num_envs, "chunk": args.chunk,
@@ -124,6 +131,7 @@ def run(args) -> list[dict]:
             row[f"workers_{stages}stage_steps_per_s"] = workers
             row[f"overhead_{stages}stage_pct"] = 100.0 * (raw / workers - 1.0)
         rows.append(row)
+        save(args.out, rows)
         print(f"done: {name} x{processes}", flush=True)
     return rows
 
@@ -157,9 +165,6 @@ def main(argv=None) -> int:
                           "raw_1stage_steps_per_s", "workers_1stage_steps_per_s", "overhead_1stage_pct",
                           "raw_2stage_steps_per_s", "workers_2stage_steps_per_s", "overhead_2stage_pct")))
     Console(width=160).print(table)
-    with open(args.out, "w") as f:
-        json.dump({"cpu_count": os.cpu_count(), "host": platform.node(), "date": time.strftime("%Y-%m-%d"),
-                   "rows": rows}, f, indent=2)
     return 0
 
 
