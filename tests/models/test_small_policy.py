@@ -165,3 +165,20 @@ def test_image_policy_without_images_names_the_key():
 def test_image_free_policy_needs_states():
     with pytest.raises(ValueError, match="state_dim"):
         SmallModelConfig(use_image=False, state_dim=0)
+
+
+def test_action_mean_and_values_stay_fp32_under_bf16_autocast():
+    """The trainer runs the forward under bf16 autocast on GPUs; the Gaussian mean and the values must still be
+    fp32 computations of the (bf16) features, or PPO's ratios and value loss diverge."""
+    policy = _build(use_image=False)
+    torch.nn.init.normal_(policy.value_head.net[-1].weight, std=0.5)
+    torch.nn.init.normal_(policy.actor[-1].weight, std=0.5)
+    inputs = policy.predict(_obs(), "train").forward_inputs
+    features = policy._features(inputs)
+    temperature = inputs["temperature"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mean, _ = policy._dist(features, temperature)
+        values = policy.value_head(features)
+    assert mean.dtype == values.dtype == torch.float32
+    assert torch.equal(mean, policy._dist(features, temperature)[0])
+    assert torch.equal(values, policy.value_head(features))
