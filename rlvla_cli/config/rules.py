@@ -32,6 +32,7 @@ def check_rules(cfg: Any) -> None:
         _action_dims,
         _openvla_single_action,
         _precision_matches_deepspeed,
+        _rollout_numerics_match_trainer,
         _batch_sizes,
         _critic_warmup_needs_critic,
     ):
@@ -147,6 +148,20 @@ def _precision_matches_deepspeed(cfg: Any) -> None:
             "actor.deepspeed.bf16",
             "the model is fp16 but DeepSpeed is asked for bf16 mixed precision",
             "set actor.model.precision: bf16, or actor.deepspeed.bf16: false",
+        )
+
+
+def _rollout_numerics_match_trainer(cfg: Any) -> None:
+    """PPO's importance ratio divides the trainer's recomputed action probability by the rollout's, so both must
+    come from the same arithmetic. An fp32 model trained under bf16 autocast (``deepspeed.bf16`` on GPUs) but
+    rolled out by an fp32 copy does not: the log-prob gap grows as the policy sharpens. Measured on ManiSkill
+    PushCube (small policy, H200): eval success stalled below 0.6 in 7 min, against 1.0 within 4.3 min in fp32."""
+    if cfg.actor.model.precision == "fp32" and cfg.actor.deepspeed.bf16 and cfg.rollout.precision == "fp32":
+        raise RuleError(
+            "actor.deepspeed.bf16",
+            "the fp32 model would be trained in bf16 mixed precision on GPUs while the fp32 rollout copy samples "
+            "its actions, so PPO's ratios compare different arithmetic",
+            "set actor.deepspeed.bf16: false (train in fp32, best for small models), or rollout.precision: bf16",
         )
 
 

@@ -72,6 +72,7 @@ PATCHED = [
                                                 "optim": {"critic_warmup_steps": 5}}}, [], "critic_warmup_steps"),
     ("fp16_model_bf16_deepspeed", {"actor": {"model": {"precision": "fp16"}, "deepspeed": {"bf16": True}}}, [],
      "actor.deepspeed.bf16"),
+    ("bf16_training_fp32_rollout", {"actor": {"deepspeed": {"bf16": True}}}, [], "rollout.precision: bf16"),
     ("openvla_chunks", {"actor": {"model": {"model_type": "openvla", "num_action_chunks": 2,
                                             "add_value_head": True}}}, [], "actor.model.num_action_chunks"),
     ("value_levels", {"actor": {"model": {"value_type": "action_level"}}}, [], "actor.model.value_type"),
@@ -169,3 +170,8 @@ def test_state_observations_need_an_image_free_small_policy():
         load_config(preset, ["actor.model.use_image=true"])
     with pytest.raises(ConfigError, match="obs_mode"):
         load_config(preset, ["actor.model={model_type: openvla_oft, action_dim: 7}"])
+
+
+def test_bf16_training_is_fine_when_the_rollout_computes_in_bf16_too(load_patched):
+    cfg = load_patched({"actor": {"deepspeed": {"bf16": True}}, "rollout": {"precision": "bf16"}})
+    assert cfg.actor.deepspeed.bf16 and cfg.rollout.precision == "bf16"
