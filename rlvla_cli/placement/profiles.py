@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlvla_cli.placement import model_sizes as ms
+from rlvla_cli.placement.memory import kv_cache_bytes
 from rlvla_cli.placement.model_sizes import ModelArch, TransformerStack
 
 OPENVLA_PROMPT_TOKENS = 20
@@ -174,12 +175,14 @@ def openpi_profile(cfg: Any, arch: ModelArch | None = None) -> ModelProfile:
     passes = cfg.resolved_num_steps if cfg.joint_logprob else 1
     vlm_tokens = {k: image_tokens if k.startswith("vision") else prefix for k in vlm_stacks}
     grads = [GradStack(expert, expert_tokens, passes)]
-    extra = 0
+    llm = arch.stacks["llm"]
+    # Each scored pass, every layer's attention concatenates the prefix K/V with the expert's own and keeps that
+    # [prefix + expert tokens] K/V for backward (models/openpi/gemma_joint.py; measured on an H200 with bench_train).
+    extra = kv_cache_bytes(llm, passes * (prefix + expert_tokens), 1)
     if vlm_grads:
         grads = [GradStack(arch.stacks[k], vlm_tokens[k]) for k in vlm_stacks] + grads
     else:
-        llm = arch.stacks["llm"]
-        extra = 2 * llm.num_layers * prefix * llm.kv_dim * 2  # frozen prefix K/V the expert attends to (bf16)
+        extra += kv_cache_bytes(llm, prefix, 1)  # the frozen prefix K/V the passes attend to, kept once (bf16)
     infer = [InferStack(arch.stacks[k], vlm_tokens[k], kv_cached=k == "llm") for k in vlm_stacks]
     infer.append(InferStack(expert, expert_tokens, False))
     return ModelProfile(

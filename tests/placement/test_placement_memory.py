@@ -153,7 +153,9 @@ def test_pi0_full_finetune_by_hand():
     #   = 525,828,096
     # expert: 2*5*1024 + 3*2048 + 2*256 + 4*4096 = 33,280 el., final norm 4,096 -> (18 x 33,280 + 4,096) x 11 x 2
     #   = 13,268,992 (one pass: flow_sde scores one denoising step)
-    assert acts == {"activations": 1_877_442_560 + 525_828_096 + 13_268_992, "logits": 0}
+    # the pass's attention keeps cat(prefix, expert) K/V: 2 x 18 layers x 571 tokens x 256 (1 KV head) x 2 B
+    #   = 10,524,672
+    assert acts == {"activations": 1_877_442_560 + 525_828_096 + 13_268_992 + 10_524_672, "logits": 0}
 
 
 def test_pi0_expert_only_keeps_prefix_kv_and_scores_every_step_with_joint_logprob():
@@ -162,7 +164,8 @@ def test_pi0_expert_only_keeps_prefix_kv_and_scores_every_step_with_joint_logpro
     _, acts = actor_process_memory(profile, MemorySettings(micro_batch_size=2), dp_size=1)
     # expert: (18 x 33,280 + 4,096) el. x 11 tokens x 2 B x 4 denoising passes x 2 samples = 106,151,936
     # frozen prefix K/V: 2 x 18 layers x 560 tokens x 256 (1 KV head) x 2 B = 10,321,920 per sample x 2
-    assert acts["activations"] == 106_151_936 + 2 * 10_321_920
+    # each of the 4 passes keeps cat(prefix, expert) K/V: 2 x 18 x 4 x 571 x 256 x 2 B = 42,098,688 per sample x 2
+    assert acts["activations"] == 106_151_936 + 2 * 10_321_920 + 2 * 42_098_688
 
 
 # ------------------------------------------------------------------------------------------ smaller pieces

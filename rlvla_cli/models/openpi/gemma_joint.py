@@ -26,6 +26,7 @@ from torch import nn
 from transformers import GemmaModel, PaliGemmaForConditionalGeneration
 from transformers.models.gemma.modeling_gemma import apply_rotary_pos_emb
 
+from rlvla_cli.models.openpi.attention import fold_query_mask, grouped_query_attention
 from rlvla_cli.models.openpi.presets import OpenPIDims, check_joint_attention, gemma_config, paligemma_config
 
 # openpi's additive mask value: finite so fully-masked (padding) rows give a uniform softmax, never NaN.
@@ -155,6 +156,8 @@ class PaliGemmaWithExpert(nn.Module):
         cos, sin = self.vlm.rotary_emb(reference, position_ids)
         mask_value = max(MASK_VALUE, torch.finfo(reference.dtype).min)  # fp16 cannot hold openpi's value
         additive = torch.where(attn_mask[:, None], 0.0, mask_value).to(reference.dtype)
+        config = self.vlm.config
+        additive = fold_query_mask(additive, config.num_attention_heads, config.num_key_value_heads)
         hidden = [h for _, h in streams]
         conds = [expert_cond if model is self.expert else None for model, _ in streams]
         cache: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -189,9 +192,7 @@ class PaliGemmaWithExpert(nn.Module):
             k = torch.cat([prefix_cache.keys[index], k], 2)
             v = torch.cat([prefix_cache.values[index], v], 2)
         attn0 = models[0].layers[index].self_attn
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=additive, scale=attn0.scaling, enable_gqa=q.shape[1] != k.shape[1]
-        )
+        out = grouped_query_attention(q, k, v, additive, scale=attn0.scaling)
         out = out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
         new_hidden, start = [], 0
         for model, h, cond, gate in zip(models, hidden, conds, gates, strict=True):
