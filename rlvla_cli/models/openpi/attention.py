@@ -1,10 +1,9 @@
 """Grouped-query attention (Gemma: 8 query heads share 1 K/V head) without a K/V copy per query head.
 
-``F.scaled_dot_product_attention(..., enable_gqa=True)`` with an additive mask cannot use the fused CUDA kernels
-(flash takes no mask, the memory-efficient kernel takes no GQA), so it falls back to the math path, which
-repeats K and V to every query head and keeps those copies for backward. For pi0's expert that is ~8x the K/V
-of a 800-token prefix per layer and denoising pass: about 0.55 GiB per training sample, measured on an H200 as
-0.65 GiB per sample against the planner's 0.06.
+``F.scaled_dot_product_attention(..., enable_gqa=True)`` with an additive mask took CUDA's math path (torch 2.11,
+H200: flash takes no mask), which repeats K and V to every query head and keeps those copies for backward. For
+pi0's expert that is 8 copies of the ~570-token prefix K/V per layer and denoising pass: training memory grew
+0.65 GiB per sample (18.8 GiB at micro-batch 16); with the fold below it stays at 9.8 GiB.
 
 Here the ``r = heads / kv_heads`` query heads that share a K/V head are folded into the query length instead:
 ``[B, h, L, d] -> [B, g, r L, d]``. Every folded query row attends to the same keys with the same mask row as
