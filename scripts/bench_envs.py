@@ -22,13 +22,19 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from rlvla_cli.config.env import BuiltinEnvConfig, ManiSkillEnvConfig
-from rlvla_cli.envs.registry import build_env
-from rlvla_cli.runtime.env_worker import EnvWorkerPool
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_models import int_list  # noqa: E402
+
+from rlvla_cli.config.env import BuiltinEnvConfig, ManiSkillEnvConfig  # noqa: E402
+from rlvla_cli.envs.registry import build_env  # noqa: E402
+from rlvla_cli.errors import UserError  # noqa: E402
+from rlvla_cli.runtime.env_worker import EnvWorkerPool  # noqa: E402
 
 
 def _raw_process(cfg, num_envs: int, offset: int, stages: int, chunk: int, chunks: int, barrier, results) -> None:
@@ -86,20 +92,28 @@ def bench_workers(cfg, processes: int, chunk: int, chunks: int, stages: int = 1)
     return cfg.total_num_envs * chunk * chunks / elapsed
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
+def check_args(args) -> None:
+    """Turn the comma-list flags into int lists; every built-in env count must split into processes x 2 stages
+    (the 2-stage rows halve each process's share). A bad flag is a ``UserError`` naming it."""
+    for key in ("builtin_envs", "builtin_processes", "maniskill_workers"):
+        setattr(args, key, int_list(getattr(args, key), "--" + key.replace("_", "-")))
+    for envs in [] if args.skip_builtin else args.builtin_envs:
+        for processes in args.builtin_processes:
+            if envs % (2 * processes):
+                raise UserError(f"{envs} envs do not split into {processes} processes x 2 stages",
+                                key="--builtin-envs", fix=f"use a multiple of {2 * processes}")
 
 
 def cases(args) -> list[tuple[str, object, int, int]]:
     """(name, env config, processes, timed chunks) of every row the flags ask for."""
     out = []
     if not args.skip_builtin:
-        for envs in _ints(args.builtin_envs):
-            for processes in _ints(args.builtin_processes):
+        for envs in args.builtin_envs:
+            for processes in args.builtin_processes:
                 cfg = BuiltinEnvConfig(total_num_envs=envs, max_episode_steps=30)
                 out.append((f"builtin 64x64 {envs} envs", cfg, processes, args.chunks))
     if not args.skip_maniskill:
-        for workers in _ints(args.maniskill_workers):
+        for workers in args.maniskill_workers:
             cfg = ManiSkillEnvConfig(
                 total_num_envs=args.maniskill_envs_per_worker * workers, max_episode_steps=50,
                 init_params={"id": "PickCube-v1", "camera_width": 128, "camera_height": 128, "sim_backend": "cpu"},
@@ -150,6 +164,11 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-builtin", action="store_true")
     parser.add_argument("--skip-maniskill", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        check_args(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     rows = run(args)
     from rich.console import Console
     from rich.table import Table

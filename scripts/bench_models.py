@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,39 @@ MODELS = {
                         gradient_checkpointing=True),
     "pi0": dict(model_type="openpi", num_action_chunks=5, num_images=2, noise_method="flow_noise"),
 }
+
+
+def int_list(text: str, key: str, low: int = 1) -> list[int]:
+    """A comma list of integers >= ``low`` from flag ``key``; anything else is a ``UserError`` naming the flag."""
+    from rlvla_cli.errors import UserError
+
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError as err:
+        raise UserError(f"{text!r} is not a comma list of integers", key=key, fix="e.g. 1,2") from err
+    if min(values) < low:
+        raise UserError(f"{values} has a value below {low}", key=key, fix=f"use values of at least {low}")
+    return values
+
+
+def model_list(text: str, known=tuple(MODELS)) -> list[str]:
+    """The ``--models`` comma list; a name outside ``known`` is a ``UserError`` (before minutes of model builds)."""
+    from rlvla_cli.errors import UserError
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if not names or unknown:
+        raise UserError(f"unknown model(s) {unknown or names}", key="--models",
+                        fix=f"use a comma list of {list(known)}")
+    return names
+
+
+def checked_args(args: argparse.Namespace, **lists: int) -> argparse.Namespace:
+    """``args`` with ``--models`` and the integer-list flags ``lists`` (attribute -> lowest value) parsed."""
+    args.models = model_list(args.models)
+    for key, low in lists.items():
+        setattr(args, key, int_list(getattr(args, key), "--" + key.replace("_", "-"), low))
+    return args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -98,7 +132,7 @@ def bench_model(name: str, args) -> dict:
     row = {"model": name, "size": args.size, "params": params, "trainable": sum(p.numel() for p in trainable),
            "rollout": []}
     policy.eval()
-    for batch in [int(b) for b in args.batches.split(",")]:
+    for batch in args.batches:
         obs = observations(batch, image, wrist)
         seconds = timed(lambda obs=obs: policy.predict(obs, mode="train"), args.repeats, args.device)
         actions = batch * cfg.num_action_chunks
@@ -151,11 +185,17 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    from rlvla_cli.errors import UserError
+
+    try:
+        args = checked_args(parse_args(argv), batches=1)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     rows = []
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    for name in args.models.split(","):
-        rows.append(bench_model(name.strip(), args))
+    for name in args.models:
+        rows.append(bench_model(name, args))
         payload = {"date": time.strftime("%Y-%m-%d"), "device": device, "args": vars(args) | {"out": str(args.out)},
                    "rows": rows}
         args.out.write_text(json.dumps(payload, indent=2))  # after every model: a later failure keeps these

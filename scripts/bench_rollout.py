@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_models, next to this file
 
 from bench_models import build as build_vla  # noqa: E402
+from bench_models import int_list, model_list  # noqa: E402
 
 from rlvla_cli.errors import UserError  # noqa: E402
 
@@ -66,23 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _int_list(text: str, key: str, low: int) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError as err:
-        raise UserError(f"{text!r} is not a comma list of integers", key=key, fix="e.g. 1,2") from err
-    if min(values) < low:
-        raise UserError(f"{values} has a value below {low}", key=key)
-    return values
-
-
 def check_args(args: argparse.Namespace) -> tuple[list[str], list[int], list[int]]:
     """The model, stage and thread lists; a bad flag is a ``UserError`` naming it."""
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in MODELS]
-    if not models or unknown:
-        raise UserError(f"unknown model(s) {unknown or models}", key="--models", fix=f"use a comma list of {MODELS}")
-    stages, threads = _int_list(args.stages, "--stages", 1), _int_list(args.threads, "--threads", 0)
+    models = model_list(args.models, MODELS)
+    stages, threads = int_list(args.stages, "--stages"), int_list(args.threads, "--threads", low=0)
     bad = [s for s in stages if args.envs_per_process % s]
     if bad:
         raise UserError(f"{args.envs_per_process} envs per process cannot be split into {bad} stages",
@@ -222,9 +211,7 @@ def rollout(policy, device: str, pool, steps: int, seed: int) -> dict[str, float
 def pair_median_ratio(rollout_runs: list[dict], env_runs: list[dict]) -> float:
     """Median of rollout / env-only over back-to-back pairs: robust to slow drifts of a shared machine's load,
     which the best-of-each ``ratio`` can pick from different load windows."""
-    ratios = sorted(r["steps_per_s"] / e["steps_per_s"] for r, e in zip(rollout_runs, env_runs, strict=True))
-    mid = len(ratios) // 2
-    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return statistics.median(r["steps_per_s"] / e["steps_per_s"] for r, e in zip(rollout_runs, env_runs, strict=True))
 
 
 def bench_case(name: str, stages: int, threads: int, env_cfg, args: argparse.Namespace) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import MODELS, PEAK_BF16_FLOPS, build, observations, timed  # noqa: E402
+from bench_models import MODELS, PEAK_BF16_FLOPS, build, checked_args, observations, timed  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -138,7 +138,7 @@ def bench_model(name: str, args, on_row=lambda row: None) -> dict:
            "trainable": sum(p.numel() for p in policy.parameters() if p.requires_grad),
            "gradient_checkpointing": bool(model_cfg.gradient_checkpointing), "tokens_per_sample": tokens,
            "samples_per_update": args.samples, "micro": []}
-    for micro in [int(m) for m in args.micro_batches.split(",")]:
+    for micro in args.micro_batches:
         if args.samples % micro:
             continue
         trainer.actor_cfg = trainer.actor_cfg.model_copy(update={"micro_batch_size": micro})
@@ -206,7 +206,13 @@ def print_table(rows: list[dict], device: str) -> None:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    from rlvla_cli.errors import UserError
+
+    try:
+        args = checked_args(parse_args(argv), micro_batches=1)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     rows: list[dict] = []
 
@@ -215,9 +221,9 @@ def main(argv=None) -> int:
                    "rows": [*rows, *partial]}
         args.out.write_text(json.dumps(payload, indent=2))
 
-    for name in args.models.split(","):
+    for name in args.models:
         torch.manual_seed(0)
-        rows.append(bench_model(name.strip(), args, on_row=save))
+        rows.append(bench_model(name, args, on_row=save))
         save()
         gc.collect()  # the engine holds reference cycles: free the model before the next one is built
         if args.device.startswith("cuda"):

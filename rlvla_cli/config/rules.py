@@ -161,7 +161,8 @@ def _rollout_numerics_match_trainer(cfg: Any) -> None:
             "actor.deepspeed.bf16",
             "the fp32 model would be trained in bf16 mixed precision on GPUs while the fp32 rollout copy samples "
             "its actions, so PPO's ratios compare different arithmetic",
-            "set actor.deepspeed.bf16: false (train in fp32, best for small models), or rollout.precision: bf16",
+            "set actor.deepspeed.bf16: false (fp32 training: PushCube reached 1.0 eval success this way), or "
+            "rollout.precision: bf16 (the same bf16 matmuls on both sides; not measured on PushCube)",
         )
 
 

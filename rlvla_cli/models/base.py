@@ -23,16 +23,6 @@ Obs = dict[str, Any]
 Mode = Literal["train", "eval"]
 
 
-def run_in_fp32(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """``module(inputs)`` computed in float32 even inside a ``torch.autocast`` region (the trainer's bf16 mode).
-
-    For the small heads RL is sensitive to (values, Gaussian action means): under autocast their matmuls would
-    run in bf16, and PPO's value loss and importance ratios then diverge (measured: PushCube learns in fp32 and
-    collapses within 5 updates under bf16 autocast). The module's weights must be float32."""
-    with torch.autocast(device_type=inputs.device.type, enabled=False):
-        return module(inputs.float())
-
-
 @dataclass(frozen=True)
 class SamplingParams:
     """How ``predict`` draws actions (the runtime builds it from ``rollout.sampling``).

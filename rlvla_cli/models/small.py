@@ -25,7 +25,6 @@ from rlvla_cli.models.base import (
     PolicyOutput,
     SamplingParams,
     VLAPolicy,
-    run_in_fp32,
 )
 from rlvla_cli.models.presets import small_dims
 from rlvla_cli.models.registry import register_policy
@@ -169,8 +168,9 @@ class SmallPolicy(VLAPolicy):
     def _dist(self, features: torch.Tensor, temperature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> mean ``[B, C, A]``, log_std ``[B, C, A]`` (temperature ``[B]`` scales the std)."""
         shape = (features.shape[0], self.num_action_chunks, self.action_dim)
-        head_fp32 = self.log_std.dtype == torch.float32  # fp32 weights: keep the mean out of bf16 autocast
-        mean = (run_in_fp32(self.actor, features) if head_fp32 else self.actor(features)).view(shape).float()
+        # Under the trainer's bf16 autocast the mean is a bf16 matmul, as in the bf16 rollout copy the config rules
+        # then require: the rollout's log-probs and the trainer's must come from the same arithmetic.
+        mean = self.actor(features).view(shape).float()
         low, high = self.cfg.log_std_range
         log_std = self.log_std.float().clamp(low, high).view(1, *shape[1:])
         log_std = log_std + torch.log(temperature.float()).view(-1, 1, 1)

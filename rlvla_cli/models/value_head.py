@@ -5,15 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rlvla_cli.models.base import run_in_fp32
-
 
 class ValueHead(nn.Module):
     """MLP ``[..., in_dim] -> [..., num_values]`` (V = 1 for chunk-level values, C for action-level ones).
 
     The last layer starts at zero so the first value estimates are 0 and do not disturb early advantages.
-    Computed in the weights' dtype (fp32 by the builders), inputs cast to it; with fp32 weights autocast is
-    switched off here, so the values stay fp32 inside the trainer's bf16 region (``base.run_in_fp32``).
+    Computed in the weights' dtype (fp32 by the builders), inputs cast to it. With fp32 weights autocast is
+    switched off here: inside the trainer's bf16 region (``actor.deepspeed.bf16``) the matmuls would otherwise
+    run in bf16 and the value loss gets noisy.
     """
 
     def __init__(self, in_dim: int, num_values: int = 1, hidden_dim: int = 512):
@@ -31,6 +30,7 @@ class ValueHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """features ``[B, in_dim]`` (any dtype) -> values float32 ``[B, V]``."""
         weight_dtype = self.net[0].weight.dtype
-        if weight_dtype == torch.float32:
-            return run_in_fp32(self.net, features)
+        if weight_dtype == torch.float32:  # stays fp32 inside the trainer's autocast region
+            with torch.autocast(device_type=features.device.type, enabled=False):
+                return self.net(features.float())
         return self.net(features.to(weight_dtype)).float()

@@ -106,13 +106,12 @@ class Runner:
             self.sync = SyncGroup(self.group.module, copies)
             self.rollout_policy = ReplicatedPolicy(copies)
             self.rollout_offloader = OffloadGroup(copies, rollout_devices, self.offload[1])
-        rollout_policy = self.rollout_policy
         self.pool = EnvWorkerPool(cfg.env.train, num_workers=self.placement.env_workers,
                                   stages=cfg.rollout.pipeline_stage_num, seed=cfg.env.train.seed,
                                   max_chunk=cfg.actor.model.num_action_chunks)
         cpu_rollout = torch.device(rollout_device).type == "cpu" and self.placement.env_workers > 0
         self.rollout_threads = rollout_threads(available_cpus(), self.placement.env_workers) if cpu_rollout else None
-        self.rollout = RolloutWorker(rollout_policy, rollout_device, self.pool, steps_per_rollout(cfg),
+        self.rollout = RolloutWorker(self.rollout_policy, rollout_device, self.pool, steps_per_rollout(cfg),
                                      cfg.rollout.sampling, auto_reset=cfg.env.train.auto_reset,
                                      needs_values=cfg.algorithm.adv_type == "gae", should_stop=self.stop)
         self._maybe_resume()
@@ -243,7 +242,8 @@ class Runner:
                                              max_chunk=self.cfg.actor.model.num_action_chunks)
         self.rollout_offloader.reload()
         self.sync.sync()
-        return self.evaluator.evaluate(self.rollout_policy)
+        with torch_threads(self.rollout_threads):  # the eval env worker needs a core too
+            return self.evaluator.evaluate(self.rollout_policy)
 
     def save_checkpoint(self) -> Path:
         """Atomic checkpoint of the last finished step (every rank's engine + RNG, HF weights, counters)."""

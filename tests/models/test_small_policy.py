@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 
@@ -167,9 +168,10 @@ def test_image_free_policy_needs_states():
         SmallModelConfig(use_image=False, state_dim=0)
 
 
-def test_action_mean_and_values_stay_fp32_under_bf16_autocast():
-    """The trainer runs the forward under bf16 autocast on GPUs; the Gaussian mean and the values must still be
-    fp32 computations of the (bf16) features, or PPO's ratios and value loss diverge."""
+def test_values_stay_fp32_under_bf16_autocast_and_the_mean_follows_it():
+    """The trainer runs the forward under bf16 autocast on GPUs (with a bf16 rollout copy, as the config rules
+    require): the values stay an fp32 computation of the features, the Gaussian mean is the bf16 matmul the
+    rollout copy computes too."""
     policy = _build(use_image=False)
     torch.nn.init.normal_(policy.value_head.net[-1].weight, std=0.5)
     torch.nn.init.normal_(policy.actor[-1].weight, std=0.5)
@@ -180,5 +182,6 @@ def test_action_mean_and_values_stay_fp32_under_bf16_autocast():
         mean, _ = policy._dist(features, temperature)
         values = policy.value_head(features)
     assert mean.dtype == values.dtype == torch.float32
-    assert torch.equal(mean, policy._dist(features, temperature)[0])
     assert torch.equal(values, policy.value_head(features))
+    bf16_head = copy.deepcopy(policy.actor).to(torch.bfloat16)
+    assert torch.equal(mean, bf16_head(features.bfloat16()).float().view_as(mean))

@@ -70,3 +70,18 @@ def test_bench_envs_compares_raw_and_worker_stepping_on_the_same_groups(tmp_path
             assert raw > 0 and workers > 0
             assert row[f"overhead_{stages}stage_pct"] == pytest.approx(100.0 * (raw / workers - 1.0))
         assert row["oversubscribed"] == (row["processes"] + 1 > payload["cpu_count"])
+
+
+@pytest.mark.parametrize(("script", "flags", "key"), [
+    ("bench_envs", ["--builtin-envs", "10", "--builtin-processes", "3", "--skip-maniskill"], "--builtin-envs"),
+    ("bench_envs", ["--maniskill-workers", "x"], "--maniskill-workers"),
+    ("bench_train", ["--models", "pi9"], "--models"),
+    ("bench_train", ["--micro-batches", "2,0"], "--micro-batches"),
+    ("bench_models", ["--batches", "8,x"], "--batches"),
+])
+def test_bad_flags_exit_2_naming_the_flag_before_any_work(tmp_path, capsys, script, flags, key):
+    out = tmp_path / "out.json"
+    assert load_script(script).main([*flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"`{key}`" in err and "Fix:" in err
+    assert not out.exists()
