@@ -102,6 +102,19 @@ def sft(
     run_sft_command(config, overrides or [])
 
 
+@app.command("inspect-checkpoint")
+def inspect_checkpoint(
+    directory: Path = typer.Argument(..., help="Model directory, LoRA adapter, or rlvla run / checkpoint directory."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Check it against this config's actor.model."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    overrides: list[str] | None = OverridesArg,
+) -> None:
+    """Say what a checkpoint is, what maps to what, and whether it loads (tensor metadata only, seconds)."""
+    from rlvla_cli.commands.inspect_checkpoint import run_inspect_checkpoint
+
+    run_inspect_checkpoint(directory, config, as_json, overrides or [])
+
+
 @config_app.command("show")
 def config_show(config: Path | None = typer.Argument(None), overrides: list[str] | None = OverridesArg) -> None:
     """Print the resolved config as YAML."""
