@@ -19,3 +19,13 @@ def pickcube_demos(tmp_path_factory):
     out = tmp_path_factory.mktemp("pickcube_demos")
     meta = collect(CollectSettings("PickCube-v1", num_demos=2, out_dir=out, workers=1, image_size=64))
     return out, meta
+
+
+@pytest.fixture(scope="module")
+def single_rank_group():
+    """torch.distributed with one gloo rank (what the DeepSpeed trainer needs), torn down after the module."""
+    from rlvla_cli.runtime.launcher import init_distributed, shutdown_distributed
+
+    init_distributed(0, 1, "cpu")
+    yield
+    shutdown_distributed()

@@ -2,7 +2,7 @@
 
 Public API: ``RolloutBatch`` / ``FlatBatch`` (batch.py), ``compute_advantages`` and the estimators
 (advantages.py), PPO losses (losses.py), level helpers (levels.py), objectives by ``loss_type``
-(objectives.py), ``update_epoch`` / ``train_on_batch`` / ``build_optimizer`` (update.py), rollout metrics
+(objectives.py), ``update_epoch`` / ``train_on_batch`` and the ``Stepper`` contract (update.py), rollout metrics
 (metrics.py). Flow-matching log-probs live in ``flow_matching.py`` (imported on demand).
 """
 
@@ -29,14 +29,7 @@ from rlvla_cli.algorithms.levels import (
 from rlvla_cli.algorithms.losses import explained_variance, mean_entropy, ppo_policy_loss, value_loss
 from rlvla_cli.algorithms.metrics import rollout_metrics
 from rlvla_cli.algorithms.registry import ADVANTAGES, LOSSES, Registry
-from rlvla_cli.algorithms.update import (
-    StepResult,
-    TorchStepper,
-    build_optimizer,
-    deepspeed_hooks,
-    train_on_batch,
-    update_epoch,
-)
+from rlvla_cli.algorithms.update import Stepper, StepResult, train_on_batch, update_epoch
 
 __all__ = [
     "ADVANTAGES",
@@ -46,11 +39,9 @@ __all__ = [
     "Registry",
     "RolloutBatch",
     "StepResult",
-    "TorchStepper",
+    "Stepper",
     "broadcast_advantages",
-    "build_optimizer",
     "compute_advantages",
-    "deepspeed_hooks",
     "explained_variance",
     "flatten_action_steps",
     "gae_from_batch",

@@ -1,8 +1,9 @@
 """The trainer: a DeepSpeed engine around the policy, running the algorithm core's update.
 
-One ``Trainer`` per actor rank (data parallel). DeepSpeed runs with ``managed_gradient_accumulation: false``:
-the update's ``backward`` hook only accumulates gradients locally and its ``step`` hook is the accumulation
-boundary (reduce, clip, optimizer step), so an uneven last micro-batch needs no special case.
+One ``Trainer`` per actor rank (data parallel); it is the only optimizer-step path of the project (PPO / GRPO
+and SFT alike; it runs on the CPU too). It is the update's ``Stepper`` (algorithms/update.py). DeepSpeed runs
+with ``managed_gradient_accumulation: false``: ``backward`` only accumulates gradients locally and ``step`` is
+the accumulation boundary (reduce, clip, optimizer step), so an uneven last micro-batch needs no special case.
 A torch AdamW is passed in (no DeepSpeed op is JIT-compiled on a CPU); its two param groups carry ``lr`` and
 ``value_lr``. Non-finite gradients skip the optimizer step (DeepSpeed's overflow path for ZeRO >= 1 and bf16,
 :class:`FiniteAdamW` for ZeRO 0) and are counted as skipped steps.
@@ -63,17 +64,26 @@ class FiniteAdamW(torch.optim.AdamW):
         return super().step(closure)
 
 
-def build_param_groups(policy: torch.nn.Module, lr: float, value_lr: float) -> list[dict[str, Any]]:
-    """Two AdamW groups: policy parameters at ``lr`` and value-head parameters at ``value_lr`` (empty groups
-    are dropped). Each group remembers its ``base_lr`` for the schedule and its ``name``."""
+LR_METRICS = {"policy": "train/actor/lr", "value_head": "train/critic/lr"}  # param group name -> metric
+
+
+def build_optimizer(policy: torch.nn.Module, optim_cfg: Any, zero_stage: int) -> FiniteAdamW:
+    """The trainer's AdamW (``actor.optim``): group ``policy`` (``policy.policy_parameters()``, ``lr``) and group
+    ``value_head`` (``policy.value_head_parameters()``, ``value_lr``); empty groups are left out. Each group
+    remembers its ``base_lr`` for the schedule. It clips the gradient norm itself only under ZeRO 0 (ZeRO >= 1:
+    DeepSpeed clips, see ``deepspeed_config``)."""
     value_params = [p for p in policy.value_head_parameters() if p.requires_grad]
     value_ids = {id(p) for p in value_params}
     policy_params = [p for p in policy.parameters() if p.requires_grad and id(p) not in value_ids]
     groups = [
-        {"params": policy_params, "lr": lr, "base_lr": lr, "name": "policy"},
-        {"params": value_params, "lr": value_lr, "base_lr": value_lr, "name": "value"},
+        {"params": policy_params, "lr": optim_cfg.lr, "base_lr": optim_cfg.lr, "name": "policy"},
+        {"params": value_params, "lr": optim_cfg.value_lr, "base_lr": optim_cfg.value_lr, "name": "value_head"},
     ]
-    return [g for g in groups if g["params"]]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("the policy has no trainable parameters (check LoRA / freezing settings)")
+    return FiniteAdamW(groups, clip_grad=optim_cfg.clip_grad if zero_stage == 0 else 0.0, betas=tuple(optim_cfg.betas),
+                       eps=optim_cfg.eps, weight_decay=optim_cfg.weight_decay)
 
 
 def deepspeed_config(actor_cfg: Any, dp_size: int, on_gpu: bool) -> dict[str, Any]:
@@ -127,12 +137,7 @@ class Trainer:
 
         self.actor_cfg, self.algo_cfg, self.device = actor_cfg, algo_cfg, torch.device(device)
         self.dp_size, self.total_optimizer_steps = dp_size, total_optimizer_steps
-        optim = actor_cfg.optim
-        groups = build_param_groups(policy, optim.lr, optim.value_lr)
-        optimizer = FiniteAdamW(
-            groups, clip_grad=optim.clip_grad if actor_cfg.deepspeed.zero_stage == 0 else 0.0,
-            betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay,
-        )
+        optimizer = build_optimizer(policy, actor_cfg.optim, actor_cfg.deepspeed.zero_stage)
         config = deepspeed_config(actor_cfg, dp_size, self.device.type == "cuda")
         scalars = [p for p in policy.parameters() if p.dim() == 0]
         for param in scalars:  # DeepSpeed's initial broadcast views each parameter as bytes: 0-d cannot
@@ -173,10 +178,15 @@ class Trainer:
         poison = sum((p * float("nan")).sum() for p in params)
         self.engine.backward(poison, scale_wrt_gas=False)
 
-    def _step_hook(self, boundary: bool, skip: bool) -> StepResult | None:
-        """C's ``step`` hook: at a global-batch boundary apply (or skip) the DeepSpeed step."""
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate ``loss``'s gradients locally (the update already divided it by the accumulation steps)."""
+        self.engine.backward(loss, scale_wrt_gas=False)
+
+    def step(self, boundary: bool, skip: bool) -> StepResult | None:
+        """The ``Stepper`` step (algorithms/update.py): at a global-batch boundary apply (or skip) the DeepSpeed
+        step; elsewhere nothing (unmanaged accumulation)."""
         if not boundary:
-            return None  # unmanaged accumulation: backward() only accumulated locally
+            return None
         if skip:
             self._poison_gradients()
         self._set_lrs()
@@ -199,21 +209,23 @@ class Trainer:
         with self.autocast:
             metrics = self._run_update(update, batch, global_step)
         metrics = {k: float(v) for k, v in metrics.items()}
+        metrics.update(self.learning_rates())
         metrics["train/consecutive_skipped"] = float(self.consecutive_skipped)
         return metrics
 
     def _run_update(self, update: UpdateFn, batch: Any, global_step: int) -> dict[str, float]:
         return update(
-            self.module, batch.to(self.device), self.optimizer, self.algo_cfg,
+            self.module, batch.to(self.device), self, self.algo_cfg,
             micro_batch_size=self.actor_cfg.micro_batch_size,
             global_batch_size=self.actor_cfg.global_batch_size,
             data_parallel_size=self.dp_size,
-            clip_grad=None,  # clipping happens in DeepSpeed (ZeRO >= 1) or FiniteAdamW (ZeRO 0)
             critic_warmup_active=global_step < self.actor_cfg.optim.critic_warmup_steps,
-            backward=lambda loss: self.engine.backward(loss, scale_wrt_gas=False),
-            step=self._step_hook,
             generator=self.generator,
         )
+
+    def learning_rates(self) -> dict[str, float]:
+        """``train/actor/lr`` (group ``policy``) and ``train/critic/lr`` (group ``value_head``), current values."""
+        return {LR_METRICS[g["name"]]: float(g["lr"]) for g in self._groups()}
 
     def state_dict_extra(self) -> dict[str, Any]:
         """Counters that live outside DeepSpeed's engine checkpoint (one key: DeepSpeed owns the plain names)."""

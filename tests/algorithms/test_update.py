@@ -1,4 +1,5 @@
-"""update_epoch end to end: PPO / GRPO learn a contextual bandit; warm-up, skips, accumulation, hooks."""
+"""update_epoch end to end through the DeepSpeed trainer (one gloo rank on the CPU, the project's only stepper):
+PPO / GRPO learn a contextual bandit; critic warm-up, skips, gradient accumulation against the Stepper contract."""
 
 from __future__ import annotations
 
@@ -10,16 +11,11 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from rlvla_cli.algorithms import (
-    RolloutBatch,
-    StepResult,
-    build_optimizer,
-    compute_advantages,
-    train_on_batch,
-    update_epoch,
-)
+from rlvla_cli.algorithms import RolloutBatch, StepResult, compute_advantages, update_epoch
+from rlvla_cli.config.actor import ActorConfig
 from rlvla_cli.config.algorithm import AlgorithmConfig
 from rlvla_cli.models.base import EvaluateOutput, PolicyOutput, VLAPolicy
+from rlvla_cli.runtime.trainer import Trainer
 
 OBS_DIM = 4
 
@@ -92,6 +88,16 @@ def greedy_accuracy(policy: BanditPolicy) -> float:
     return float((arms == correct_arm(states)).float().mean())
 
 
+def bandit_trainer(policy: BanditPolicy, cfg: AlgorithmConfig, micro: int, global_batch: int, **optim) -> Trainer:
+    """A ZeRO-0 trainer rank around ``policy`` (``optim``: ``actor.optim`` keys; default lr 1e-2, clip 1)."""
+    actor = ActorConfig.model_validate({
+        "micro_batch_size": micro, "global_batch_size": global_batch,
+        "optim": {"lr": 1e-2, "value_lr": 1e-2, "clip_grad": 1.0, **optim},
+        "deepspeed": {"zero_stage": 0}, "model": {"model_type": "small"},
+    })
+    return Trainer(policy, actor, cfg, dp_size=1, device="cpu", total_optimizer_steps=1000)
+
+
 @pytest.mark.parametrize(
     "cfg,steps,envs,group",
     [
@@ -100,18 +106,16 @@ def greedy_accuracy(policy: BanditPolicy) -> float:
     ],
     ids=["ppo_gae", "grpo"],
 )
-def test_learns_contextual_bandit(cfg, steps, envs, group):
+def test_learns_contextual_bandit(single_rank_group, cfg, steps, envs, group):
     torch.manual_seed(0)
     policy = BanditPolicy(with_value=cfg.loss_type == "actor_critic")
-    optimizer = build_optimizer(policy, lr=3e-3, value_lr=1e-2)
+    trainer = bandit_trainer(policy, cfg, micro=32, global_batch=64, lr=3e-3, value_lr=1e-2)
     gen = torch.Generator().manual_seed(1)
     start, accuracy, updates = time.monotonic(), greedy_accuracy(policy), 0
     for updates in range(1, 81):  # noqa: B007 - the count is reported on failure
         batch = collect(policy, steps, envs, gen, group)
         compute_advantages(batch, cfg)
-        metrics = train_on_batch(
-            policy, batch, optimizer, cfg, micro_batch_size=32, global_batch_size=64, clip_grad=1.0, generator=gen
-        )
+        metrics = trainer.train(batch, updates)
         accuracy = greedy_accuracy(policy)
         if accuracy > 0.95:
             break
@@ -122,7 +126,8 @@ def test_learns_contextual_bandit(cfg, steps, envs, group):
     expected = {"train/actor/policy_loss", "train/actor/approx_kl", "train/actor/clip_fraction", "train/actor/ratio",
                 "train/actor/grad_norm", "train/actor/lr", "train/actor/entropy_loss"}  # fmt: skip
     if cfg.loss_type == "actor_critic":
-        expected |= {"train/critic/value_loss", "train/critic/value_clip_ratio", "train/critic/explained_variance"}
+        expected |= {"train/critic/value_loss", "train/critic/value_clip_ratio", "train/critic/explained_variance",
+                     "train/critic/lr"}  # fmt: skip
     assert expected <= set(metrics)
 
 
@@ -141,85 +146,73 @@ def _changed(before, params) -> bool:
     return any(not torch.equal(b, p.detach()) for b, p in zip(before, params, strict=True))
 
 
-def test_critic_warmup_trains_only_the_value_head():
-    cfg = AlgorithmConfig()
+def test_critic_warmup_trains_only_the_value_head(single_rank_group):
+    cfg = AlgorithmConfig(update_epoch=1)
     policy = BanditPolicy()
-    optimizer = build_optimizer(policy, lr=1e-2, value_lr=1e-2)
+    trainer = bandit_trainer(policy, cfg, micro=8, global_batch=16, critic_warmup_steps=1)
     batch = _ready_batch(policy, cfg)
     actor_before, value_before = _snapshot(policy.policy_parameters()), _snapshot(policy.value_head_parameters())
-    kwargs = {"micro_batch_size": 8, "global_batch_size": 16, "clip_grad": 1.0}
-    update_epoch(policy, batch, optimizer, cfg, critic_warmup_active=True, **kwargs)
+    trainer.train(batch, global_step=0)  # inside the warm-up
     assert not _changed(actor_before, policy.policy_parameters())
     assert _changed(value_before, policy.value_head_parameters())
-    update_epoch(policy, batch, optimizer, cfg, critic_warmup_active=False, **kwargs)
+    trainer.train(batch, global_step=1)
     assert _changed(actor_before, policy.policy_parameters())
 
 
-def test_non_finite_loss_or_gradient_skips_the_step():
-    cfg = AlgorithmConfig()
+def test_non_finite_loss_or_gradient_skips_the_step(single_rank_group):
+    cfg = AlgorithmConfig(update_epoch=1)
     policy = BanditPolicy()
-    optimizer = build_optimizer(policy, lr=1e-2)
+    trainer = bandit_trainer(policy, cfg, micro=8, global_batch=16)
     batch = _ready_batch(policy, cfg)
-    kwargs = {"micro_batch_size": 8, "global_batch_size": 16, "clip_grad": 1.0}
     before = _snapshot(policy.parameters())
     batch.advantages[0, 0] = float("nan")  # poisons the loss of exactly one global batch of two
-    metrics = update_epoch(policy, batch, optimizer, cfg, generator=torch.Generator().manual_seed(0), **kwargs)
-    assert metrics["train/skipped_steps"] == 1
+    metrics = trainer.train(batch, global_step=0)
+    assert metrics["train/skipped_steps"] == 1 and metrics["train/nonfinite_losses"] == 1
     assert all(torch.isfinite(p).all() for p in policy.parameters())
     assert _changed(before, policy.parameters())  # the other step ran
 
     batch = _ready_batch(policy, cfg, seed=1)
     handle = policy.actor[0].weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
     before = _snapshot(policy.parameters())
-    metrics = update_epoch(policy, batch, optimizer, cfg, **kwargs)
+    metrics = trainer.train(batch, global_step=1)
     handle.remove()
-    assert metrics["train/skipped_steps"] == 2
+    assert metrics["train/skipped_steps"] == 2 and metrics["train/nonfinite_losses"] == 0
     assert not _changed(before, policy.parameters())
 
 
-def test_gradient_accumulation_matches_one_big_micro_batch_through_the_hooks():
-    """Hooks as the DeepSpeed engine uses them: backward per micro-batch, step after each one."""
+class RecordingStepper:
+    """A Stepper that records the accumulated gradients at each boundary and leaves the parameters alone."""
+
+    def __init__(self, policy: nn.Module):
+        self.policy, self.grads, self.boundaries, self.backward_calls = policy, [], [], 0
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.backward_calls += 1
+        loss.backward()
+
+    def step(self, boundary: bool, skip: bool) -> StepResult | None:
+        self.boundaries.append(boundary)
+        if not boundary:
+            return None
+        self.grads.append([p.grad.clone() for p in self.policy.parameters()])
+        self.policy.zero_grad(set_to_none=True)
+        return StepResult(grad_norm=1.0, skipped=skip)
+
+
+def test_gradient_accumulation_matches_one_big_micro_batch_through_the_stepper():
+    """The Stepper contract: backward per micro-batch, step after each one, boundary at the global batch's end."""
     cfg = AlgorithmConfig(shuffle_micro_batches=False)
     policy = BanditPolicy()
-    optimizer = build_optimizer(policy, lr=1e-2)
     batch = _ready_batch(policy, cfg)  # N = 32 samples
 
-    def run(micro: int) -> tuple[list[list[torch.Tensor]], list[bool], int]:
-        grads, boundaries, backward_calls = [], [], 0
+    def run(micro: int) -> RecordingStepper:
+        stepper = RecordingStepper(policy)
+        update_epoch(policy, batch, stepper, cfg, micro_batch_size=micro, global_batch_size=16)
+        return stepper
 
-        def backward(loss):
-            nonlocal backward_calls
-            backward_calls += 1
-            loss.backward()
-
-        def step(boundary: bool, skip: bool) -> StepResult | None:
-            boundaries.append(boundary)
-            if not boundary:
-                return None
-            grads.append([p.grad.clone() for p in policy.parameters()])
-            optimizer.zero_grad(set_to_none=True)  # record only: parameters stay put
-            return StepResult(grad_norm=1.0, skipped=skip)
-
-        update_epoch(policy, batch, optimizer, cfg, micro_batch_size=micro, global_batch_size=16, clip_grad=None,
-                     backward=backward, step=step)  # fmt: skip
-        return grads, boundaries, backward_calls
-
-    accumulated, boundaries, calls = run(micro=4)
-    assert calls == 8 and boundaries == [False, False, False, True] * 2
-    whole, _, _ = run(micro=16)
-    for acc_step, whole_step in zip(accumulated, whole, strict=True):
+    accumulated = run(micro=4)
+    assert accumulated.backward_calls == 8 and accumulated.boundaries == [False, False, False, True] * 2
+    whole = run(micro=16)
+    for acc_step, whole_step in zip(accumulated.grads, whole.grads, strict=True):
         for a, w in zip(acc_step, whole_step, strict=True):
             torch.testing.assert_close(a, w, atol=1e-6, rtol=1e-5)
-
-
-def test_optimizer_groups_and_learning_rate_metrics():
-    policy = BanditPolicy()
-    optimizer = build_optimizer(policy, lr=1e-4, value_lr=3e-3, betas=(0.9, 0.95), weight_decay=0.01)
-    assert [g["name"] for g in optimizer.param_groups] == ["policy", "value_head"]
-    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 3e-3]
-    cfg = AlgorithmConfig()
-    metrics = update_epoch(policy, _ready_batch(policy, cfg), optimizer, cfg, micro_batch_size=8,
-                           global_batch_size=32, clip_grad=10.0)  # fmt: skip
-    assert metrics["train/actor/lr"] == 1e-4 and metrics["train/critic/lr"] == 3e-3
-    no_value = build_optimizer(BanditPolicy(with_value=False), lr=1e-4, value_lr=3e-3)
-    assert [g["name"] for g in no_value.param_groups] == ["policy"]

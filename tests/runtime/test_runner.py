@@ -22,7 +22,7 @@ from rlvla_cli.runtime.runner import Runner
 DESIGN_METRICS = {
     "env/success_once", "env/return", "env/episode_len", "env/reward", "rollout/rewards", "rollout/advantages_mean",
     "rollout/returns_mean", "train/actor/policy_loss", "train/actor/approx_kl", "train/actor/clip_fraction",
-    "train/actor/ratio", "train/actor/grad_norm", "train/actor/lr", "train/critic/value_loss",
+    "train/actor/ratio", "train/actor/grad_norm", "train/actor/lr", "train/critic/lr", "train/critic/value_loss",
     "train/critic/explained_variance", "time/step", "time/sync_weights", "time/generate_rollouts",
     "time/cal_adv_and_returns", "time/actor_training", "perf/env_steps_per_s", "train/skipped_steps",
 }
@@ -42,7 +42,7 @@ def _children() -> set[int]:
 
 @pytest.mark.parametrize("mode", ["collocated", "disaggregated", "hybrid"])
 def test_placement_mode_runs_a_step(tmp_path, mode):
-    cfg = small_config(tmp_path, mode, steps=1)
+    cfg = small_config(tmp_path, mode, steps=1, overrides=("actor.optim.lr=2e-4", "actor.optim.value_lr=5e-3"))
     placement, offload = hardware_placement(cfg)
     assert placement.mode == mode and placement.cpu_mode
     before = _children()
@@ -50,6 +50,7 @@ def test_placement_mode_runs_a_step(tmp_path, mode):
     assert result.status == "finished" and result.global_step == 1
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert DESIGN_METRICS <= set(record), DESIGN_METRICS - set(record)
+    assert record["train/actor/lr"] == 2e-4 and record["train/critic/lr"] == 5e-3  # constant schedule
     assert ckpt.read_trainer_state(result.checkpoint)["global_step"] == 1
     assert (result.checkpoint / "policy" / "model.safetensors").is_file()
     assert _children() <= before

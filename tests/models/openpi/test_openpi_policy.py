@@ -208,10 +208,11 @@ def test_lora_adapter_save_and_reload(build, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["flow_sde", "flow_noise"])
-def test_ppo_update_with_the_shared_trainer_code(build, method):
+def test_ppo_update_with_the_shared_trainer_code(build, single_rank_group, method):
     from rlvla_cli.algorithms import RolloutBatch, compute_advantages
-    from rlvla_cli.algorithms.update import build_optimizer, train_on_batch
+    from rlvla_cli.config.actor import ActorConfig
     from rlvla_cli.config.algorithm import AlgorithmConfig
+    from rlvla_cli.runtime.trainer import Trainer
 
     policy = build(noise_method=method, add_value_head=True)
     steps = [policy.predict(make_obs(batch=2, seed=t)) for t in range(2)]
@@ -229,8 +230,9 @@ def test_ppo_update_with_the_shared_trainer_code(build, method):
     cfg = AlgorithmConfig()
     compute_advantages(batch, cfg)
     before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
-    optimizer = build_optimizer(policy, lr=1e-3, value_lr=1e-3)
-    metrics = train_on_batch(policy, batch, optimizer, cfg, micro_batch_size=2, global_batch_size=4, clip_grad=1.0)
+    actor = ActorConfig.model_validate({"micro_batch_size": 2, "global_batch_size": 4, "model": {"model_type": "small"},
+                                        "optim": {"lr": 1e-3, "value_lr": 1e-3}, "deepspeed": {"zero_stage": 0}})
+    metrics = Trainer(policy, actor, cfg, dp_size=1, device="cpu", total_optimizer_steps=1).train(batch, 0)
     assert metrics["train/skipped_steps"] == 0
     assert metrics["train/actor/approx_kl"] == pytest.approx(0.0, abs=1e-6)  # one step: ratio 1 exactly
     changed = [n for n, p in policy.named_parameters() if n in before and not torch.equal(p, before[n])]
