@@ -10,11 +10,11 @@ from rlvla_cli.models.openpi.build import (
     OPENPI_LORA_TARGETS,
     build_openpi_policy,
     count_openpi_parameters,
-    save_openpi_policy,
 )
 from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint, openpi_key_to_ours, save_openpi_checkpoint
 from rlvla_cli.models.openpi.policy import OpenPIPolicy
 from rlvla_cli.models.openpi.presets import PRESETS, get_preset
+from rlvla_cli.models.openpi.saving import save_openpi_policy
 
 __all__ = [
     "OPENPI_LORA_TARGETS",

@@ -1,4 +1,4 @@
-"""Registry builder for ``model_type: openpi``: weights, freezing, LoRA, precision, saving.
+"""Registry builder for ``model_type: openpi``: weights, freezing, LoRA, precision (saving: ``saving.py``).
 
 Trainable parameters: with ``train_expert_only`` the whole PaliGemma VLM is frozen (vision tower, projector,
 language model); the expert, the action / state / time projections, the noise head and the value head train.
@@ -8,26 +8,18 @@ only) and every base VLM weight is frozen, whatever ``train_expert_only`` says; 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from safetensors.torch import save_file
 
 from rlvla_cli.config.model_openpi import OpenPIModelConfig
 from rlvla_cli.models.base import PRECISION_DTYPES
-from rlvla_cli.models.checkpoint import write_json
-from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint, save_openpi_checkpoint
+from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint
 from rlvla_cli.models.openpi.norm_stats import find_norm_stats, load_norm_stats
 from rlvla_cli.models.openpi.policy import OpenPIPolicy
+from rlvla_cli.models.openpi.saving import lora_module, save_openpi_policy  # noqa: F401 (re-exported)
 from rlvla_cli.models.openpi.state_tokens import PromptTokenizer, byte_level_tokenizer, load_tokenizer
 from rlvla_cli.models.registry import register_policy
 
 OPENPI_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def lora_module(policy: OpenPIPolicy) -> torch.nn.Module:
-    """The module that carries the LoRA adapters: PaliGemma's Gemma language model."""
-    return policy.flow.paligemma_with_expert.paligemma.model.language_model
 
 
 def freeze_vlm(policy: OpenPIPolicy) -> None:
@@ -104,37 +96,3 @@ def count_openpi_parameters(cfg: OpenPIModelConfig) -> dict[str, int]:
         part = next((key for key, prefixes in parts.items() if name.startswith(prefixes)), "action_head")
         counts[part] += n
     return counts
-
-
-def save_openpi_policy(policy: OpenPIPolicy, directory: str | Path) -> None:
-    """What ``OpenPIPolicy.save_pretrained`` writes (read back by ``build_openpi_policy`` via model_path /
-    lora_path): full weights in openpi's layout, or the VLM adapter; heads; config; norm stats; tokenizer."""
-    from tokenizers import Tokenizer
-
-    from rlvla_cli.models.lora import save_adapter, save_heads
-
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    if policy.lora_config is not None:
-        save_adapter(lora_module(policy), policy.lora_config, out)
-        save_heads(policy, out)
-    else:
-        save_openpi_checkpoint(policy, out)
-        heads = {
-            name: param.detach().cpu().contiguous()
-            for name, param in policy.named_parameters()
-            if name.startswith(("value_head.", "noise_head."))
-        }
-        if heads:
-            save_file(heads, str(out / "heads.safetensors"), metadata={"format": "pt"})
-    write_json(out / "config.json", {"rlvla_model": policy.cfg.model_dump(mode="json")})
-    stats = policy.norm_stats
-    if stats.state is not None and stats.actions is not None:
-        features = {"state": stats.state, "actions": stats.actions}
-        as_json = {
-            name: {k: getattr(f, k).tolist() for k in ("mean", "std", "q01", "q99") if getattr(f, k) is not None}
-            for name, f in features.items()
-        }
-        write_json(out / "norm_stats.json", {"norm_stats": as_json})
-    if isinstance(policy.tokenizer.backend, Tokenizer):
-        policy.tokenizer.backend.save(str(out / "tokenizer.json"))
