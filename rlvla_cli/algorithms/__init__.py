@@ -3,7 +3,7 @@
 Public API: ``RolloutBatch`` / ``FlatBatch`` (batch.py), ``compute_advantages`` and the estimators
 (advantages.py), PPO losses (losses.py), level helpers (levels.py), objectives by ``loss_type``
 (objectives.py), ``update_epoch`` / ``train_on_batch`` and the ``Stepper`` contract (update.py), rollout metrics
-(metrics.py). Flow-matching log-probs live in ``flow_matching.py`` (imported on demand).
+(metrics.py). Flow-matching log-probs belong to pi0 / pi0.5: ``models/openpi/flow_matching.py``.
 """
 
 from rlvla_cli.algorithms import objectives as _objectives  # noqa: F401  (registers the loss_type functions)

@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from rlvla_cli.algorithms.flow_matching import (
+from rlvla_cli.models.openpi.flow_matching import (
     flow_noise_std,
     flow_sde_transition,
     flow_timesteps,

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlvla_cli.algorithms.flow_matching import chain_reduce, flow_timesteps
 from rlvla_cli.config.model_openpi import OpenPIModelConfig
 from rlvla_cli.errors import ConfigError, UserError
 from rlvla_cli.models.base import EvaluateOutput, Mode, Obs, PolicyOutput, SamplingParams, VLAPolicy
+from rlvla_cli.models.openpi.flow_matching import chain_reduce, flow_timesteps
 from rlvla_cli.models.openpi.flow_sampler import (
     FlowSettings,
     StepPrediction,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlvla_cli.algorithms.flow_matching import flow_timesteps, gaussian_log_prob
+from rlvla_cli.models.openpi.flow_matching import flow_timesteps, gaussian_log_prob
 from rlvla_cli.models.openpi.flow_sampler import (
     FlowSettings,
     StepPrediction,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlvla_cli.algorithms.flow_matching import (
+from rlvla_cli.models.openpi.flow_matching import (
     chain_reduce,
     euler_step,
     flow_endpoints,
