@@ -117,6 +117,13 @@ class OpenVLAOFTModelConfig(_OpenVLAKeys):
     use_wrist_image: bool = Field(
         False, description="Also encode `wrist_images` (their patch tokens follow the main image's)."
     )
+    implement_version: Literal["rlinf", "official"] = Field(
+        "rlinf",
+        description="The OFT input layout the checkpoint was trained with (RLinf's key): `rlinf` (RLinf's released "
+        "LIBERO / ManiSkill OFT models: prompt then C x A empty action slots) or `official` (moojink/openvla-oft "
+        "and RLinf's `official` models: a `</s>` stop token after the slots). Attention is bidirectional over the "
+        "whole sequence in both (moojink's transformers fork); action token j is read at position prefix + j - 1.",
+    )
 
 
 ModelConfig = Annotated[

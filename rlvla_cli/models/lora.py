@@ -9,6 +9,8 @@ so RLinf / OpenVLA adapters load here and ours load with ``PeftModel.from_pretra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -71,23 +73,60 @@ def read_adapter_config(directory: str | Path) -> dict:
     return read_json(Path(directory) / ADAPTER_CONFIG, "the LoRA adapter config")
 
 
-def load_adapter(module: nn.Module, directory: str | Path) -> None:
-    """Copy a saved peft adapter into ``module`` (already injected with a matching config). Every adapter
-    tensor of the module must be present with its shape, else ``AssetError`` lists the first differences."""
-    from safetensors import safe_open
+@dataclass
+class AdapterPlan:
+    """What ``load_adapter`` does with each stored adapter tensor. ``load``: on-disk name (peft's
+    ``base_model.model.<module>.lora_A.weight``) -> parameter name in the module (``<module>.lora_A.default.weight``);
+    ``dropped``: on-disk name -> why it is not loaded (logged, counted); ``elsewhere``: on-disk name -> the name
+    relative to the policy for tensors a caller applies itself (e.g. a LoRA on a head outside the adapted module)."""
+
+    load: dict[str, str] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    elsewhere: dict[str, str] = field(default_factory=dict)
+
+    def drop_summary(self) -> str:
+        """One line: how many tensors were dropped, per reason."""
+        counts: dict[str, int] = {}
+        for reason in self.dropped.values():
+            counts[reason] = counts.get(reason, 0) + 1
+        return "; ".join(f"{n} x {reason}" for reason, n in sorted(counts.items()))
+
+
+def peft_param_name(key: str) -> str:
+    """peft's on-disk adapter name -> the parameter name inside the adapted module (adapter ``default``)."""
+    name = key[len(_PREFIX):] if key.startswith(_PREFIX) else key
+    for part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
+        name = name.replace(f".{part}.weight", f".{part}.{_ADAPTER}.weight")
+    return name
+
+
+def default_adapter_plan(keys: list[str]) -> AdapterPlan:
+    """Every stored tensor loads under ``peft_param_name``."""
+    return AdapterPlan(load={k: peft_param_name(k) for k in keys})
+
+
+def read_adapter_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``adapter_model.safetensors`` under their on-disk names."""
+    from safetensors.torch import load_file
 
     path = Path(directory) / ADAPTER_WEIGHTS
     if not path.is_file():
         raise AssetError(f"{path} is missing", key="actor.model.lora_path",
                          fix="point lora_path at a directory written by peft (adapter_model.safetensors)")
+    return load_file(str(path))
+
+
+def load_adapter(
+    module: nn.Module, directory: str | Path, plan_fn: Callable[[list[str]], AdapterPlan] = default_adapter_plan
+) -> tuple[AdapterPlan, dict[str, torch.Tensor]]:
+    """Copy a saved peft adapter into ``module`` (already injected with a matching config). ``plan_fn`` decides
+    which stored tensors load where (and which are dropped, with a reason); every adapter tensor of the module
+    must then be present with its shape, else ``AssetError`` lists the first differences. Returns the plan and
+    the stored tensors (for the caller's ``plan.elsewhere``)."""
+    stored = read_adapter_tensors(directory)
+    plan = plan_fn(sorted(stored))
     own = {n: p for n, p in module.named_parameters() if "lora_" in n}
-    loaded: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        for key in f.keys():
-            name = key[len(_PREFIX):] if key.startswith(_PREFIX) else key
-            for part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
-                name = name.replace(f".{part}.weight", f".{part}.{_ADAPTER}.weight")
-            loaded[name] = f.get_tensor(key)
+    loaded = {name: stored[key] for key, name in plan.load.items()}
     missing = sorted(set(own) - set(loaded))
     unexpected = sorted(set(loaded) - set(own))
     bad = [n for n in loaded if n in own and loaded[n].shape != own[n].shape]
@@ -101,6 +140,7 @@ def load_adapter(module: nn.Module, directory: str | Path) -> None:
     with torch.no_grad():
         for name, tensor in loaded.items():
             own[name].copy_(tensor.to(own[name].dtype))
+    return plan, stored
 
 
 HEADS_WEIGHTS = "heads.safetensors"

@@ -38,7 +38,7 @@ def unnormalize_actions(normalized: torch.Tensor, stats: NormStats) -> torch.Ten
     """``[..., A]`` in [-1, 1] -> env units (see module docstring)."""
     q01, q99 = stats.q01.to(normalized.device), stats.q99.to(normalized.device)
     mask = stats.mask.to(normalized.device)
-    scaled = 0.5 * (normalized + 1.0) * (q99 - q01) + q01
+    scaled = 0.5 * (normalized + 1.0) * (q99 - q01 + 1e-8) + q01  # + 1e-8 as moojink's / RLinf's OFT
     return torch.where(mask, scaled, normalized)
 
 
@@ -67,19 +67,48 @@ def read_dataset_statistics(path: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def select_stats(all_stats: dict, unnorm_key: str | None, action_dim: int, source: str) -> NormStats:
-    """The ``unnorm_key`` entry of ``all_stats`` (None is fine with exactly one dataset) as ``NormStats``."""
+def merge_norm_stats(config_stats: dict | None, file_stats: dict | None) -> dict | None:
+    """config.json's ``norm_stats`` updated with ``dataset_statistics.json`` (its entries win), as RLinf does
+    (``norm_stats.update(new_norm_stats)`` in rlinf/models/embodiment/openvla_oft/rlinf/__init__.py and
+    openvla/__init__.py); None when neither has any."""
+    if not config_stats and not file_stats:
+        return None
+    return {**(config_stats or {}), **(file_stats or {})}
+
+
+def model_norm_stats(model_dir: str | Path) -> dict | None:
+    """The dataset statistics an OpenVLA-layout directory carries: config.json's ``norm_stats`` merged with its
+    ``dataset_statistics.json`` (``merge_norm_stats``); None when it has none."""
+    model_dir = Path(model_dir)
+    config_path, file_path = model_dir / "config.json", model_dir / "dataset_statistics.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    file_stats = read_dataset_statistics(file_path) if file_path.is_file() else None
+    return merge_norm_stats(config.get("norm_stats"), file_stats)
+
+
+def resolve_unnorm_key(all_stats: dict, unnorm_key: str | None, source: str) -> str:
+    """The statistics key to use: ``unnorm_key``, else ``unnorm_key + "_no_noops"`` when only that exists (RLinf's
+    OpenVLA-OFT fallback, e.g. ``libero_10`` -> ``libero_10_no_noops``); None is fine with exactly one dataset.
+    Raises ``ConfigError`` listing the keys (with close matches) otherwise."""
     keys = sorted(all_stats)
     if unnorm_key is None:
         if len(keys) != 1:
             raise ConfigError(f"{source} has statistics for {len(keys)} datasets, so `unnorm_key` must pick one",
                               key="actor.model.unnorm_key", fix=f"set it to one of {keys[:20]}")
-        unnorm_key = keys[0]
+        return keys[0]
+    if unnorm_key not in all_stats and f"{unnorm_key}_no_noops" in all_stats:
+        return f"{unnorm_key}_no_noops"
     if unnorm_key not in all_stats:
         close = difflib.get_close_matches(unnorm_key, keys, n=3)
         hint = f" (did you mean {close}?)" if close else ""
         raise ConfigError(f"unnorm_key {unnorm_key!r} is not in {source}{hint}", key="actor.model.unnorm_key",
                           fix=f"use one of {keys[:20]}")
+    return unnorm_key
+
+
+def select_stats(all_stats: dict, unnorm_key: str | None, action_dim: int, source: str) -> NormStats:
+    """The ``unnorm_key`` entry of ``all_stats`` (see ``resolve_unnorm_key``) as ``NormStats``."""
+    unnorm_key = resolve_unnorm_key(all_stats, unnorm_key, source)
     entry = all_stats[unnorm_key]
     action = entry["action"]
     q01 = torch.tensor(action["q01"], dtype=torch.float32)

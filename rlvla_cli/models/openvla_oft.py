@@ -1,12 +1,22 @@
 """OpenVLA-OFT (Kim et al. 2025) with discrete action tokens: all C * A action tokens in one parallel pass.
 
-The prompt is followed by C * A action slots whose input embeddings are zero (OFT's empty action
-embeddings); the attention mask is causal over the prefix and bidirectional among the action slots (each slot
-sees the whole prefix and every other slot). Each slot's last hidden state gives logits over the 256 action
-tokens, sampled independently; ``evaluate`` repeats the identical pass, so log-probs match exactly.
+Sequence, as the reference builds it (moojink/openvla-oft ``modeling_prismatic.py: predict_action``, RLinf
+``rlinf/models/embodiment/openvla_oft/{rlinf,official}/openvla_oft_action_model.py``)::
+
+    [<s>, patches (I * N), proprio token?, prompt ... "▁"(29871), C*A empty action slots, </s>?]
+
+The action slots' input embeddings are zero (OFT's empty action embeddings); ``implement_version: official``
+appends the ``</s>`` stop token (moojink, RLinf ``official``), ``rlinf`` does not (RLinf's ``_build_embedding``
+drops it). Attention is bidirectional over the whole sequence, padding blocked as keys: moojink's transformers
+fork (``LlamaSdpaAttention``, commit bc339d9; moojink/openvla-oft issues 27 and 89) replaces the causal mask by
+its last row. Logits of action token j are read at position ``prefix_len - 1 + j`` (moojink slices from
+``NUM_PATCHES + NUM_PROMPT_TOKENS``, RLinf takes ``logits[:, -C*A-1:-1]``): the last prompt token predicts the
+first action, the last slot's output is unused. Tokens are sampled independently; ``evaluate`` repeats the
+identical pass, so log-probs match exactly.
 Optional proprio token (``use_proprio``: states normalised with the proprio q01 / q99, then OFT's projector
 fc1 -> GELU -> fc2) after the patches, and a wrist image whose patches follow the main image's.
-Values: the hidden state before the first action slot -> ``[B, 1]`` (chunk_level) or ``[B, C]`` (action_level).
+Values: the hidden state of the last prompt token (RLinf: ``hidden[:, -C*A-1]``) -> ``[B, 1]`` (chunk_level) or
+``[B, C]`` (action_level).
 """
 
 from __future__ import annotations
@@ -23,18 +33,16 @@ from rlvla_cli.models.openvla_common import PrismaticPolicy, sample_bins, token_
 from rlvla_cli.models.registry import register_policy
 
 
-def parallel_decoding_mask(mask: torch.Tensor, num_slots: int, dtype: torch.dtype) -> torch.Tensor:
-    """2-D mask int64 ``[B, L]`` of the prefix -> additive 4-D mask ``[B, 1, L + N, L + N]`` (0 = attend,
-    dtype min = blocked): causal over the prefix, padding blocked as keys, the last ``num_slots`` positions
-    attend to every real prefix token and to each other."""
-    batch, prefix_len = mask.shape
-    total = prefix_len + num_slots
-    keys = torch.cat([mask.bool(), mask.new_ones(batch, num_slots, dtype=torch.bool)], dim=1)  # [B, T]
-    causal = torch.ones(total, total, dtype=torch.bool, device=mask.device).tril()
-    causal[prefix_len:, prefix_len:] = True
-    allowed = causal.unsqueeze(0) & keys.unsqueeze(1)  # [B, T, T]
+def oft_attention_mask(mask: torch.Tensor, num_after: int, dtype: torch.dtype) -> torch.Tensor:
+    """2-D mask int64 ``[B, L]`` of the prefix -> additive 4-D mask ``[B, 1, L + M, L + M]`` (0 = attend, dtype min
+    = blocked) where M = ``num_after`` always-real positions follow the prefix: every query attends to every real
+    token (bidirectional), padding is blocked as a key. This is the mask moojink's fork builds from the causal one
+    (its last row, repeated)."""
+    batch = mask.shape[0]
+    keys = torch.cat([mask.bool(), mask.new_ones(batch, num_after, dtype=torch.bool)], dim=1)  # [B, T]
+    total = keys.shape[1]
     out = torch.zeros(batch, 1, total, total, dtype=dtype, device=mask.device)
-    return out.masked_fill(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+    return out.masked_fill(~keys.view(batch, 1, 1, total), torch.finfo(dtype).min)
 
 
 class ProprioProjector(nn.Module):
@@ -82,14 +90,26 @@ class OpenVLAOFTPolicy(PrismaticPolicy):
         return self.proprio_projector(states.to(self.proprio_projector.fc1.weight.dtype))
 
     def _parallel_pass(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> hidden of the action slots ``[B, N, H]`` and of the last prefix token ``[B, H]``."""
+        """-> hidden states that predict the action tokens ``[B, N, H]`` (positions ``prefix_len - 1 + j``) and
+        that of the last prompt token ``[B, H]`` (see the module docstring)."""
         embeds, mask = self.prefix(inputs)
         batch, prefix_len, width = embeds.shape
-        slots = embeds.new_zeros(batch, self.num_tokens, width)
-        full_mask = torch.cat([mask, mask.new_ones(batch, self.num_tokens)], dim=1)
-        attn = parallel_decoding_mask(mask, self.num_tokens, embeds.dtype)
-        hidden = self.run_lm(torch.cat([embeds, slots], dim=1), full_mask, attention_mask=attn)
-        return hidden[:, prefix_len:], hidden[:, prefix_len - 1]
+        parts = [embeds, embeds.new_zeros(batch, self.num_tokens, width)]
+        if self.cfg.implement_version == "official":
+            stop = torch.full((batch, 1), self.tokenizer.eos_token_id, dtype=torch.long, device=embeds.device)
+            parts.append(self.vla.embed_tokens(stop).to(embeds.dtype))
+        sequence = torch.cat(parts, dim=1)
+        after = sequence.shape[1] - prefix_len
+        full_mask = torch.cat([mask, mask.new_ones(batch, after)], dim=1)
+        hidden = self.run_lm(sequence, full_mask, attention_mask=oft_attention_mask(mask, after, embeds.dtype))
+        return hidden[:, prefix_len - 1: prefix_len - 1 + self.num_tokens], hidden[:, prefix_len - 1]
+
+    @torch.no_grad()
+    def get_values(self, obs: Obs) -> torch.Tensor:
+        """Values from the same full pass ``predict`` runs (the prefix attends to the action slots)."""
+        if self.value_head is None:
+            raise RuntimeError("this policy has no value head (set actor.model.add_value_head: true)")
+        return self.values_from(self._parallel_pass(self.inputs_from_obs(obs))[1])
 
     @torch.no_grad()
     def predict(self, obs: Obs, mode: Mode = "train", sampling: SamplingParams | None = None) -> PolicyOutput:

@@ -39,8 +39,8 @@ class LlamaDims:
     num_key_value_heads: int
     base_vocab_size: int  # tokenizer vocabulary; action tokens are its last n_action_bins ids
     vocab_size: int  # embedding rows (base + pad token, padded to a multiple of 64 like OpenVLA)
-    rms_norm_eps: float = 1e-5
-    max_position_embeddings: int = 4096
+    rms_norm_eps: float = 1e-6  # transformers' LlamaConfig defaults, which OpenVLA's config.json leaves in place
+    max_position_embeddings: int = 2048
     rope_theta: float = 10000.0
 
 

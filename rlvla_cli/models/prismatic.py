@@ -11,6 +11,7 @@ proprio), prompt (left-padded), ...]``; padding is masked and positions follow t
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, replace
 
 import torch
@@ -26,10 +27,14 @@ KNOWN_TIMM_TOWERS = {
     "vit_so400m_patch14_siglip_224": _SIGLIP_SO400M,
 }
 HEAD_PREFIXES = ("value_head.", "proprio_projector.")  # policy-level modules saved next to the VLA keys
-LLAMA2_7B_TEXT_CONFIG = {  # what OpenVLA's config.json leaves to `hf_llm_id: meta-llama/Llama-2-7b-hf`
+# What OpenVLA's config.json leaves out of `text_config` (it holds only model_type / pad_token_id / torch_dtype /
+# vocab_size): the reference builds it as `CONFIG_MAPPING["llama"](**text_config)` (openvla/openvla
+# prismatic/extern/hf/configuration_prismatic.py), i.e. transformers' LlamaConfig defaults (4.40.1, the version
+# OpenVLA pins and moojink's fork is): rms_norm_eps 1e-6 (not Llama-2-7b-hf's 1e-5), 2048 positions.
+LLAMA_CONFIG_DEFAULTS = {
     "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-    "num_key_value_heads": 32, "rms_norm_eps": 1e-5, "max_position_embeddings": 4096, "rope_theta": 10000.0,
-    "vocab_size": 32064,
+    "num_key_value_heads": None, "rms_norm_eps": 1e-6, "max_position_embeddings": 2048, "rope_theta": 10000.0,
+    "vocab_size": 32000,
 }
 
 
@@ -82,9 +87,29 @@ class PrismaticVLA(nn.Module):
 
     def action_logits(self, hidden: torch.Tensor, action_token_ids: torch.Tensor) -> torch.Tensor:
         """hidden ``[..., H]`` -> fp32 logits over the action tokens ``[..., n_bins]`` (column j = bin j): the
-        lm_head rows of those tokens only, so the full-vocabulary logits are never materialised."""
-        weight = self.language_model.get_output_embeddings().weight[action_token_ids]
-        return hidden.float() @ weight.float().t()
+        lm_head rows of those tokens only, so the full-vocabulary logits are never materialised. A LoRA on lm_head
+        (RLinf's default targets include it) adds ``scaling * B[rows] @ A @ dropout(h)`` for those rows."""
+        head = self.language_model.get_output_embeddings()
+        weight = head.weight[action_token_ids]
+        logits = hidden.float() @ weight.float().t()
+        return logits + lora_rows_delta(head, hidden, action_token_ids)
+
+
+def lora_rows_delta(head: nn.Module, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor | float:
+    """The output of a peft LoRA ``Linear`` (``head``) restricted to ``rows``, without its base weight: fp32
+    ``[..., len(rows)]``, or 0.0 when ``head`` carries no active, unmerged adapter (peft ``LoraLayer`` attributes:
+    ``lora_A`` / ``lora_B`` / ``lora_dropout`` / ``scaling`` dicts, ``active_adapters``, ``merged``)."""
+    lora_a = getattr(head, "lora_A", None)
+    if lora_a is None or getattr(head, "disable_adapters", False) or getattr(head, "merged", False):
+        return 0.0
+    delta: torch.Tensor | float = 0.0
+    for name in head.active_adapters:
+        if name not in lora_a:
+            continue
+        a, b = lora_a[name].weight, head.lora_B[name].weight[rows]  # [r, H], [n_rows, r]
+        x = head.lora_dropout[name](hidden.to(a.dtype))
+        delta = delta + (x.float() @ a.float().t() @ b.float().t()) * head.scaling[name]
+    return delta
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -106,19 +131,27 @@ def _tower_dims(config: dict, index: int, source: str) -> ViTDims:
     return KNOWN_TIMM_TOWERS[timm_id]
 
 
+def text_config_values(config: dict) -> dict:
+    """The language model's dimensions the reference runs with: ``text_config``'s keys over transformers'
+    ``LlamaConfig`` defaults (``LLAMA_CONFIG_DEFAULTS``); num_key_value_heads None means num_attention_heads."""
+    given = config.get("text_config") or {}
+    text = {k: given.get(k, default) for k, default in LLAMA_CONFIG_DEFAULTS.items()}
+    text["num_key_value_heads"] = text["num_key_value_heads"] or text["num_attention_heads"]
+    return text
+
+
 def dims_from_hf_config(config: dict, source: str) -> tuple[OpenVLADims, int]:
-    """(dims, image size) from an OpenVLA config.json (``timm_model_ids``, ``image_sizes``, ``text_config``;
-    Llama-2-7B defaults for text_config keys it leaves out). Refuses configs that are not OpenVLA's."""
+    """(dims, image size) from an OpenVLA config.json (``timm_model_ids``, ``image_sizes``, ``text_config``
+    over transformers' LlamaConfig defaults, as the reference). Refuses configs that are not OpenVLA's."""
     if config.get("model_type") not in {"openvla", "prismatic"} or not config.get("use_fused_vision_backbone", True):
         raise AssetError(f"{source} is not an OpenVLA checkpoint (model_type {config.get('model_type')!r})",
                          key="actor.model.model_path",
                          fix="point model_path at an openvla/openvla-7b style directory or change model_type")
-    text = {**LLAMA2_7B_TEXT_CONFIG, **{k: v for k, v in (config.get("text_config") or {}).items()
-                                        if k in LLAMA2_7B_TEXT_CONFIG}}
+    text = text_config_values(config)
     llm = LlamaDims(
         hidden_size=text["hidden_size"], intermediate_size=text["intermediate_size"],
         num_hidden_layers=text["num_hidden_layers"], num_attention_heads=text["num_attention_heads"],
-        num_key_value_heads=text.get("num_key_value_heads") or text["num_attention_heads"],
+        num_key_value_heads=text["num_key_value_heads"],
         base_vocab_size=0, vocab_size=text["vocab_size"], rms_norm_eps=text["rms_norm_eps"],
         max_position_embeddings=text["max_position_embeddings"], rope_theta=text["rope_theta"],
     )
@@ -136,7 +169,7 @@ def hf_config_from_dims(dims: OpenVLADims, image_size: int, pad_token_id: int, n
         "image_sizes": [image_size, image_size], "n_action_bins": n_bins, "pad_token_id": pad_token_id,
         "image_resize_strategy": "resize-naive", "arch_specifier": "no-align+fused-gelu-mlp",
         "text_config": {"model_type": "llama", "pad_token_id": pad_token_id, **{
-            k: getattr(llm, k) for k in LLAMA2_7B_TEXT_CONFIG}},
+            k: getattr(llm, k) for k in LLAMA_CONFIG_DEFAULTS}},
         "norm_stats": norm_stats,
     }
 
@@ -146,7 +179,8 @@ def checkpoint_key_to_ours(key: str, dims: OpenVLADims) -> str | None:
 
     Handles a ``module.`` (DDP / FSDP) or ``base_model.model.`` (merged peft) prefix, timm's raw
     ``ls1.gamma`` (vs OpenVLA's ``scale_factor``), keys OpenVLA never uses (last tower block, final norm,
-    SigLIP's attention pool), and stored heads (``value_head.*``, ``proprio_projector.*``: kept as they are)."""
+    SigLIP's attention pool), and stored heads (``proprio_projector.*`` as is, RLinf's ``value_head.mlp.*`` ->
+    ``value_head.net.*``)."""
     for prefix in ("module.", "base_model.model."):
         if key.startswith(prefix):
             key = key[len(prefix):]
@@ -156,8 +190,15 @@ def checkpoint_key_to_ours(key: str, dims: OpenVLADims) -> str | None:
         if key.startswith(tower) and unused_tower_key(key[len(tower):], tdims.depth):
             return None
     if key.startswith(HEAD_PREFIXES):
-        return key
+        return value_head_key(key)
     return "vla." + key
+
+
+def value_head_key(key: str) -> str:
+    """RLinf's ``ValueHead`` (rlinf/models/embodiment/modules/value_head.py: ``mlp`` = Linear(H, 512), GELU,
+    Linear(512, 128), GELU, Linear(128, V, bias=False)) has our layers under ``net``: ``value_head.mlp.i.*`` ->
+    ``value_head.net.i.*``; other names unchanged."""
+    return re.sub(r"^value_head\.mlp\.", "value_head.net.", key)
 
 
 def with_vocab(dims: OpenVLADims, base_vocab_size: int) -> OpenVLADims:

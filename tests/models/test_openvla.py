@@ -7,7 +7,7 @@ import torch
 from vla_helpers import make_obs, tiny_cfg
 
 from rlvla_cli.models.base import SamplingParams
-from rlvla_cli.models.openvla_oft import parallel_decoding_mask
+from rlvla_cli.models.openvla_oft import oft_attention_mask
 from rlvla_cli.models.registry import build_policy, load_policy
 
 
@@ -74,17 +74,13 @@ def test_top_k_restricts_tokens_to_the_action_range(openvla):
     assert torch.all((tokens >= vocab_end - 256) & (tokens < vocab_end))
 
 
-def test_parallel_mask_is_causal_then_bidirectional():
-    mask = torch.tensor([[0, 1, 1]])  # one pad in the prefix
-    m = parallel_decoding_mask(mask, 2, torch.float32)[0, 0] == 0  # True = may attend
-    expected = torch.tensor([
-        [0, 0, 0, 0, 0],  # a pad query attends nowhere it may not (keys: pads blocked)
-        [0, 1, 0, 0, 0],
-        [0, 1, 1, 0, 0],
-        [0, 1, 1, 1, 1],  # action slots: whole real prefix + every slot
-        [0, 1, 1, 1, 1],
-    ], dtype=torch.bool)
-    assert torch.equal(m, expected)
+def test_oft_mask_is_bidirectional_with_pad_keys_blocked():
+    """moojink's fork (transformers-openvla-oft bc339d9, LlamaSdpaAttention): the causal mask's last row repeated,
+    i.e. every query sees every non-pad key, before and after it."""
+    mask = torch.tensor([[1, 0, 1]])  # <s>, one pad in the prompt, one prompt token
+    m = oft_attention_mask(mask, 2, torch.float32)[0, 0] == 0  # True = may attend
+    row = torch.tensor([1, 0, 1, 1, 1], dtype=torch.bool)
+    assert torch.equal(m, row.expand(5, 5))
 
 
 @pytest.mark.parametrize("kind", ["openvla", "openvla_oft"])
