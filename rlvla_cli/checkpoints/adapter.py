@@ -20,40 +20,16 @@ _ADAPTER_NAME = "default"
 _SHOW = 3
 
 
-def adapter_param_name(key: str) -> str:
-    """peft's stored name -> the parameter name inside the module the adapter was injected into."""
-    name = key[len(_PEFT_PREFIX):] if key.startswith(_PEFT_PREFIX) else key
-    for part in ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B"):
-        name = name.replace(f".{part}.weight", f".{part}.{_ADAPTER_NAME}.weight")
-    return name
+def pairing(adapter_config: dict, base_dir: Path):
+    """The loader's own pairing of an adapter with its base (``openvla_files.adapter_base_pairing``: match /
+    mismatch / unknown / unnamed)."""
+    from rlvla_cli.models.openvla_files import adapter_base_pairing
 
-
-def _short_name(name_or_path: str) -> str:
-    """``openvla/openvla-7b`` / ``/data/models/openvla-7b/`` -> ``openvla-7b`` (lower case)."""
-    return Path(str(name_or_path).rstrip("/")).name.lower()
-
-
-def base_names(base_dir: Path) -> set[str]:
-    """Names the base directory answers to: its folder name, a hub cache's repo name
-    (``models--org--name/snapshots/<hash>``) and the ``_name_or_path`` in its config.json."""
-    names = {_short_name(str(base_dir.resolve()))}
-    if base_dir.resolve().parent.name == "snapshots":
-        names.add(base_dir.resolve().parent.parent.name.split("--")[-1].lower())
     try:
-        saved = json.loads((base_dir / "config.json").read_text()).get("_name_or_path")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        saved = None
-    if saved:
-        names.add(_short_name(saved))
-    return names
-
-
-def base_matches(adapter_config: dict, base_dir: Path) -> bool | None:
-    """True / False: does ``base_model_name_or_path`` name ``base_dir``; None when the adapter names no base."""
-    wanted = adapter_config.get("base_model_name_or_path")
-    if not wanted:
-        return None
-    return _short_name(wanted) in base_names(base_dir)
+        base_config = json.loads((base_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        base_config = {}
+    return adapter_base_pairing(adapter_config, base_dir, base_config if isinstance(base_config, dict) else {})
 
 
 def adapter_summary(adapter_dir: Path) -> tuple[dict[str, Any], dict[str, TensorMeta]]:
@@ -84,19 +60,39 @@ def lora_module(policy, model_type: str):
     return policy
 
 
-def fit_problems(module, tensors: dict[str, TensorMeta], adapter_dir: Path) -> list[Problem]:
-    """Missing / unexpected / mis-shaped adapter tensors against the injected ``module`` (as ``load_adapter``)."""
+def adapter_plan(policy, model_type: str, keys: list[str]):
+    """The loader's plan for the stored adapter names: OpenVLA's ``adapter_key_plan`` (drops adapters on modules
+    OpenVLA never runs, routes head adapters elsewhere), else every name under ``peft_param_name``."""
+    from rlvla_cli.models.lora import default_adapter_plan
+
+    if model_type in ("openvla", "openvla_oft"):
+        from rlvla_cli.models.openvla_files import adapter_key_plan
+
+        return adapter_key_plan(keys, policy.vla.dims)
+    return default_adapter_plan(keys)
+
+
+def fit_problems(policy, module, plan, tensors: dict[str, TensorMeta], adapter_dir: Path) -> list[Problem]:
+    """Missing / unexpected / mis-shaped adapter tensors against the injected ``module`` (as ``load_adapter``),
+    and head adapters (``plan.elsewhere``) whose head the policy lacks."""
     own = {n: tuple(p.shape) for n, p in module.named_parameters() if "lora_" in n}
-    loaded = {adapter_param_name(k): m for k, m in tensors.items()}
+    loaded = {name: tensors[key] for key, name in plan.load.items()}
     missing = sorted(set(own) - set(loaded))
     unexpected = sorted(set(loaded) - set(own))
     bad = [f"{n}: adapter {loaded[n].shape} vs model {own[n]}" for n in sorted(loaded)
            if n in own and tuple(loaded[n].shape) != own[n]]
-    if not (missing or unexpected or bad):
-        return []
-    return [Problem(
-        f"the adapter does not fit this model: {len(missing)} missing {missing[:_SHOW]}, {len(unexpected)} "
-        f"unexpected {unexpected[:_SHOW]}, {len(bad)} shape mismatches {bad[:_SHOW]}",
-        file=str(adapter_dir / ADAPTER_WEIGHTS), key="actor.model.lora_path",
-        fix="use the adapter with the base and model config it was trained with (see its adapter_config.json)",
-    )]
+    modules = dict(policy.named_modules())
+    homeless = sorted({n.split(".lora_")[0] for n in plan.elsewhere.values()} - set(modules))
+    problems = []
+    if missing or unexpected or bad:
+        problems.append(Problem(
+            f"the adapter does not fit this model: {len(missing)} missing {missing[:_SHOW]}, {len(unexpected)} "
+            f"unexpected {unexpected[:_SHOW]}, {len(bad)} shape mismatches {bad[:_SHOW]}",
+            file=str(adapter_dir / ADAPTER_WEIGHTS), key="actor.model.lora_path",
+            fix="use the adapter with the base and model config it was trained with (see its adapter_config.json)"))
+    if homeless:
+        problems.append(Problem(
+            f"adapter tensors for {homeless[:_SHOW]} fit no head of this model",
+            file=str(adapter_dir / ADAPTER_WEIGHTS), key="actor.model.lora_path",
+            fix="enable the head the adapter was trained with (use_proprio / add_value_head)"))
+    return problems

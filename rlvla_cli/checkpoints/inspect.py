@@ -147,28 +147,23 @@ def _describe_files(directory: Path, tensors: dict[str, TensorMeta], report: Rep
 
 def _map_groups(family: Family, tensors: dict[str, TensorMeta], mapped: dict, extra: dict, report: Report) -> None:
     kind = "openpi" if "openpi" in family.model_types else "openvla" if "openvla" in family.model_types else "weights"
-    for key, meta in tensors.items():
-        ours = mapped.get(key, key)
+    for key, meta in tensors.items():  # no mapping (the model could not be built): nothing counts as loaded
+        ours = mapped.get(key)
         report.add_group(group_of(key, kind), meta.numel, loaded=ours is not None)
-        if ours is None:
+        if mapped and ours is None:
             report.ignored.setdefault(ignore_reason(key), []).append(key)
     for name, meta in extra.items():
         report.add_group(group_of(name, kind), meta.numel, loaded=True)
 
 
-def _oft_action_head(directory: Path, cfg, report: Report) -> list[TensorMeta]:
-    files = sorted(directory.glob(OFT_ACTION_HEAD_GLOB))
-    if not files:
-        return []
-    metas = torch_file_metadata(files[-1])
+def _oft_action_head(directory: Path, report: Report) -> list[TensorMeta]:
+    """OFT's continuous-head files (``openvla_files.continuous_head_files``) counted as a group; the builder
+    refuses such a directory, and its error is the problem reported."""
+    from rlvla_cli.models.openvla_files import continuous_head_files
+
+    metas = [m for path in continuous_head_files(directory) for m in torch_file_metadata(path)]
     for m in metas:
         report.add_group("action head (continuous)", m.numel, loaded=False)
-    out = next((m.shape[0] for m in metas if m.name.endswith("fc2.weight")), None)
-    report.notes.append(f"{files[-1].name}: OFT's continuous L1-regression action head ({len(metas)} tensors, "
-                        f"{out}-D actions); the configured policy decodes action tokens and does not load it")
-    if out is not None and cfg is not None and out != cfg.action_dim:
-        report.problems.append(Problem(f"the action head predicts {out}-D actions but action_dim is {cfg.action_dim}",
-                                       file=str(files[-1]), key="actor.model.action_dim", fix=f"set action_dim: {out}"))
     return metas
 
 
@@ -242,14 +237,15 @@ def inspect_weights(directory: Path, model_cfg: Any = None) -> Report:
     if cfg is None:
         _map_groups(family, tensors, {}, {}, report)
         return report
-    load = check_load(cfg, directory, tensors)
+    candidates = sorted({k for keys in report.norm_stats.values() for k in keys})
+    load = check_load(cfg, directory, tensors, candidates)
     _map_groups(family, tensors, load.mapped, load.extra, report)
     if load.error is not None:
         report.problems.append(Problem.from_error(load.error))
     if cfg.model_type == "openpi":
         _openpi_assets(directory, cfg, family, report)
     if cfg.model_type in ("openvla", "openvla_oft"):
-        _oft_action_head(directory, cfg, report)
+        _oft_action_head(directory, report)
         if getattr(cfg, "unnorm_key", None):
             where = [s for s, keys in report.norm_stats.items() if cfg.unnorm_key in keys]
             report.notes.append(f"unnorm_key {cfg.unnorm_key!r} found in {', '.join(where) or 'no statistics file'}")
@@ -289,13 +285,12 @@ def inspect_adapter(adapter_dir: Path, model_cfg: Any = None) -> Report:
         return report
     base_dir = Path(base)
     report.base = inspect_weights(base_dir, model_cfg)
-    match = adapters.base_matches(summary, base_dir)
-    if match is False:
-        report.problems.append(Problem(
-            f"the adapter was trained on {wanted!r} but the base is {base_dir} (an adapter on another base gives a "
-            "silently different policy)", file=str(adapter_dir / ADAPTER_CONFIG), key="actor.model.model_path",
-            fix=f"point model_path at the {Path(str(wanted).rstrip('/')).name} directory the adapter names"))
-    elif match is None:
+    pair = adapters.pairing(summary, base_dir)
+    summary["base_pairing"] = pair.status
+    if pair.status == "unknown":
+        report.notes.append(f"the adapter names its base {pair.adapter_base!r}, the base is "
+                            f"{', '.join(pair.base_names)}: check that they are the same model")
+    elif pair.status == "unnamed":
         report.notes.append("adapter_config.json names no base_model_name_or_path: the pairing cannot be checked")
     if report.base.all_problems() or not report.base.model_type:
         return report
@@ -309,7 +304,12 @@ def inspect_adapter(adapter_dir: Path, model_cfg: Any = None) -> Report:
     except UserError as err:
         report.problems.append(Problem.from_error(err))
         return report
-    report.problems += adapters.fit_problems(adapters.lora_module(policy, cfg.model_type), tensors, adapter_dir)
+    plan = adapters.adapter_plan(policy, cfg.model_type, sorted(tensors))
+    for key, reason in plan.dropped.items():
+        report.ignored.setdefault(reason, []).append(key)
+    report.groups["LoRA adapters"].loaded = len(plan.load) + len(plan.elsewhere)
+    report.problems += adapters.fit_problems(policy, adapters.lora_module(policy, cfg.model_type), plan, tensors,
+                                             adapter_dir)
     return report
 
 

@@ -82,23 +82,42 @@ def _run_load_into(policy, state: dict, source: str, allow_missing: Callable[[st
     return None
 
 
-def check_openvla(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta]) -> LoadCheck:
+def _retry_other_unnorm_keys(cfg: Any, err: UserError, candidates: list[str]):
+    """After an ``unnorm_key`` refusal (already reported), build with another key so the weights still get
+    checked; None when no candidate builds."""
+    if getattr(err, "key", None) != "actor.model.unnorm_key":
+        return None
+    for key in candidates:
+        try:
+            return build_meta_policy(cfg.model_copy(update={"unnorm_key": key}))
+        except UserError:
+            continue
+    return None
+
+
+def check_openvla(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta],
+                  unnorm_candidates: list[str] = ()) -> LoadCheck:
     """OpenVLA / OpenVLA-OFT: build (no LoRA: the builder loads the base before injecting adapters), rename,
-    load shape-only tensors."""
+    load shape-only tensors. ``unnorm_candidates``: dataset keys to build with after an ``unnorm_key`` refusal,
+    so the weights are still checked."""
     from rlvla_cli.models.prismatic import HEAD_PREFIXES
 
     result = LoadCheck()
+    base_cfg = model_cfg.model_copy(update={"is_lora": False, "lora_path": None})
     try:
-        policy = build_meta_policy(model_cfg.model_copy(update={"is_lora": False, "lora_path": None}))
+        policy = build_meta_policy(base_cfg)
     except UserError as err:
         result.error = err
-        return result
+        policy = _retry_other_unnorm_keys(base_cfg, err, unnorm_candidates)
+        if policy is None:
+            return result
     rename = openvla_renamer(policy)
     result.mapped = {k: rename(k) for k in tensors}
     result.extra = oft_proprio_metadata(policy, directory, result.mapped)
     state = {ours: tensors[k].meta_tensor() for k, ours in result.mapped.items() if ours}
     state.update({k: m.meta_tensor() for k, m in result.extra.items()})
-    result.error = _run_load_into(policy, state, str(directory), lambda k: k.startswith(HEAD_PREFIXES))
+    result.error = result.error or _run_load_into(policy, state, str(directory),
+                                                  lambda k: k.startswith(HEAD_PREFIXES))
     result.policy = policy
     return result
 
@@ -158,10 +177,11 @@ def check_strict(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta]
     return result
 
 
-def check_load(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta]) -> LoadCheck:
+def check_load(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta],
+               unnorm_candidates: list[str] = ()) -> LoadCheck:
     """Dispatch on ``model_cfg.model_type``."""
     if model_cfg.model_type in ("openvla", "openvla_oft"):
-        return check_openvla(model_cfg, directory, tensors)
+        return check_openvla(model_cfg, directory, tensors, list(unnorm_candidates))
     if model_cfg.model_type == "openpi":
         return check_openpi(model_cfg, directory, tensors)
     return check_strict(model_cfg, directory, tensors)
