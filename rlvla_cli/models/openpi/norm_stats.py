@@ -1,7 +1,8 @@
 """openpi normalisation statistics: normalise states, un-normalise actions.
 
-File layout (openpi / RLinf checkpoints): ``<model_path>/assets/<asset_id>/norm_stats.json`` (or
-``norm_stats.json`` at the top) = ``{"norm_stats": {"state": {"mean", "std", "q01", "q99"}, "actions": {...}}}``.
+File layouts: ``<model_path>/assets/<asset_id>/norm_stats.json`` (openpi's converter), ``<model_path>/<asset_id>/
+norm_stats.json`` (RLinf), or ``norm_stats.json`` at the top (rlvla's saves); content:
+``{"norm_stats": {"state": {"mean", "std", "q01", "q99"}, "actions": {...}}}``.
 pi0 uses mean/std: x_n = (x - mean) / (std + 1e-6); pi0.5 uses quantiles:
 x_n = 2 (x - q01) / (q99 - q01 + 1e-6) - 1 (openpi's ``transforms.Normalize``), and the inverse for actions.
 Statistics are applied to the first env dims (A actions, S states); the padding dims stay 0.
@@ -81,30 +82,63 @@ def unnormalize(x: torch.Tensor, stats: FeatureStats | None, quantile: bool, wha
     return x * (b + _EPS) + a
 
 
+_MAX_DEPTH = 4  # assets/<org>/<name>/norm_stats.json is the deepest published layout
+
+
+def norm_stats_ids(root: str | Path) -> list[str]:
+    """Directories (relative to ``root``, posix, ``"."`` for the top) that hold a norm_stats.json, sorted.
+
+    Layouts found in the wild: openpi's JAX-to-PyTorch converter copies the training checkpoint's ``assets/``
+    folder, so stats sit at ``assets/<asset_id>/norm_stats.json`` (openpi ``examples/convert_jax_model_to_pytorch.py``;
+    openpi's ``policy_config.create_trained_policy`` reads ``checkpoint_dir / "assets" / asset_id``); RLinf reads
+    ``<model_path>/<asset_id>/norm_stats.json`` (RLinf ``rlinf/models/embodiment/openpi/__init__.py``:
+    ``load_norm_stats(checkpoint_dir, asset_id)``); rlvla's own saves put one at the top.
+    """
+    base = Path(root)
+    found = (p for p in base.rglob("norm_stats.json") if len(p.relative_to(base).parts) <= _MAX_DEPTH)
+    return sorted(p.parent.relative_to(base).as_posix() for p in found)
+
+
+def match_norm_stats_key(ids: list[str], key: str) -> list[str]:
+    """The entries of ``ids`` (from ``norm_stats_ids``) that ``key`` names.
+
+    ``key`` is an openpi asset id (``physical-intelligence/libero``) or any trailing part of the directory
+    (``libero``), or the whole relative directory (``assets/physical-intelligence/libero``). It matches a
+    directory whose last path components equal the key's components, so the same key finds the stats in
+    openpi's ``assets/<asset_id>/`` layout and in RLinf's ``<asset_id>/`` layout.
+    """
+    want = tuple(part for part in key.strip("/").split("/") if part)
+    if not want:
+        return []
+    return [entry for entry in ids if tuple(entry.split("/"))[-len(want) :] == want]
+
+
 def find_norm_stats(model_path: str | None, explicit: str | None, key: str | None) -> Path | None:
     """The norm_stats.json to use: ``explicit``, else the one under ``model_path`` (``key`` picks among several)."""
     if explicit:
         path = Path(explicit)
+        if path.is_dir() and (path / "norm_stats.json").is_file():
+            return path / "norm_stats.json"
         if not path.is_file():
             raise AssetError(f"{path} does not exist", key="actor.model.norm_stats_path",
-                             fix="point it at an openpi norm_stats.json")
+                             fix="point it at an openpi norm_stats.json (or the directory holding one)")
         return path
     if model_path is None:
         return None
     root = Path(model_path)
-    found = sorted(p for p in root.rglob("norm_stats.json") if len(p.relative_to(root).parts) <= 4)
-    if key is not None:
-        found = [p for p in found if key in p.relative_to(root).parts[:-1] or key == str(p.parent.relative_to(root))]
-    if not found:
+    ids = norm_stats_ids(root)
+    chosen = ids if key is None else match_norm_stats_key(ids, key)
+    if not chosen:
         if key is not None:
-            raise AssetError(f"no norm_stats.json for `{key}` under {root}", key="actor.model.norm_stats_key",
-                             fix="check the asset id (e.g. physical-intelligence/libero) or set norm_stats_path")
+            where = f"the ones there: {ids[:10]}" if ids else "there is none"
+            raise AssetError(f"no norm_stats.json for `{key}` under {root} ({where})", key="actor.model.norm_stats_key",
+                             fix="use an asset id such as physical-intelligence/libero (openpi's assets/<id>/ and "
+                             "RLinf's <id>/ layouts both match) or set norm_stats_path")
         return None
-    if len(found) > 1:
-        options = [str(p.parent.relative_to(root)) for p in found]
-        raise AssetError(f"{root} holds several norm_stats.json: {options[:10]}", key="actor.model.norm_stats_key",
-                         fix="set norm_stats_key to one of them")
-    return found[0]
+    if len(chosen) > 1:
+        raise AssetError(f"{root} holds several norm_stats.json: {chosen[:10]}", key="actor.model.norm_stats_key",
+                         fix="set norm_stats_key to one of them (an asset id such as physical-intelligence/libero)")
+    return root / chosen[0] / "norm_stats.json"
 
 
 def load_norm_stats(path: Path | None) -> OpenPINormStats:

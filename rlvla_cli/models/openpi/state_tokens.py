@@ -5,6 +5,13 @@ pi0.5 prompt: ``<bos> + "Task: {task}, State: {bins};\\nAction: "`` where bins a
 (in [-1, 1]) put into 256 uniform bins, written as space-separated integers (np.digitize convention).
 Tokens are right-padded with id 0 to ``max_token_len`` and truncated beyond it; the mask marks real tokens.
 
+Vocabulary size: PaliGemma's tokenizer.json holds 257152 model ids (Gemma's 256000 text pieces + 1024 ``<locNNNN>`` +
+128 ``<segNNN>`` tokens, big_vision's PaliGemma tokenizer) plus the added special token ``<image>`` at id 257152,
+so ``get_vocab_size()`` says 257153; openpi's embedding has 257152 rows (``gemma.py`` ``vocab_size=257_152``) and
+openpi never puts ``<image>`` into a prompt (images enter as embeddings). ``prompt_vocab_size`` therefore counts
+the ids a prompt can produce: the model vocabulary and the non-special added tokens; special added tokens beyond
+it are refused if a prompt ever spells one.
+
 The tokenizer comes from the checkpoint directory (``tokenizer.json``, or a transformers tokenizer such as
 PaliGemma's Gemma SentencePiece model); random-weight presets use a built-in byte-level tokenizer (260 ids)
 made with the ``tokenizers`` library, so nothing is downloaded.
@@ -18,7 +25,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from rlvla_cli.errors import AssetError
+from rlvla_cli.errors import AssetError, UserError
 
 STATE_BINS = 256
 BYTE_TOKENIZER_VOCAB = 260  # 4 specials + 256 byte symbols
@@ -49,14 +56,23 @@ class PromptTokenizer:
     def __init__(self, backend, bos_id: int, vocab_size: int):
         self.backend = backend
         self.bos_id = bos_id
-        self.vocab_size = vocab_size
+        self.vocab_size = vocab_size  # ids a prompt may produce (the embedding must have at least this many rows)
 
     def encode(self, text: str) -> list[int]:
         if not text:
             return []
         if isinstance(self.backend, Tokenizer):
-            return list(self.backend.encode(text, add_special_tokens=False).ids)
-        return list(self.backend.encode(text, add_special_tokens=False))
+            ids = list(self.backend.encode(text, add_special_tokens=False).ids)
+        else:
+            ids = list(self.backend.encode(text, add_special_tokens=False))
+        if ids and max(ids) >= self.vocab_size:
+            raise UserError(
+                f"the prompt {text!r} spells a special token (id {max(ids)}) outside the model's {self.vocab_size} "
+                "token embeddings",
+                key="env",
+                fix="remove markup such as <image> from the task description",
+            )
+        return ids
 
     def tokenize_batch(
         self, tasks: Sequence[str], state_bins: torch.Tensor | None, max_len: int
@@ -84,12 +100,32 @@ def byte_level_tokenizer() -> Tokenizer:
     return tok
 
 
+def prompt_vocab_size(tok: Tokenizer) -> int:
+    """1 + the largest id a prompt can produce: model vocabulary and non-special added tokens (see module doc).
+
+    For PaliGemma's tokenizer.json: 257152 (``<image>``, a special added token at 257152, is not counted)."""
+    ids = list(tok.get_vocab(with_added_tokens=False).values())
+    ids += [index for index, added in tok.get_added_tokens_decoder().items() if not added.special]
+    # Special added tokens inside the model range (<pad>, <bos>, ...) are counted through the model vocabulary.
+    return max(ids, default=-1) + 1
+
+
 def _from_tokenizer_json(path: Path) -> PromptTokenizer:
     tok = Tokenizer.from_file(str(path))
     bos = next((tok.token_to_id(name) for name in ("<bos>", "<s>") if tok.token_to_id(name) is not None), None)
     if bos is None:
         raise AssetError(f"{path} has no <bos> token", fix="use the PaliGemma tokenizer of the checkpoint")
-    return PromptTokenizer(tok, bos, tok.get_vocab_size())
+    return PromptTokenizer(tok, bos, prompt_vocab_size(tok))
+
+
+def _hf_prompt_vocab_size(hf) -> int:
+    """``prompt_vocab_size`` for a transformers tokenizer (its fast backend, else the slow vocabulary)."""
+    backend = getattr(hf, "backend_tokenizer", None)
+    if isinstance(backend, Tokenizer):
+        return prompt_vocab_size(backend)
+    special = set(getattr(hf, "all_special_ids", []))
+    extra = [index for index in hf.get_added_vocab().values() if index not in special]
+    return max([int(hf.vocab_size) - 1, *extra]) + 1
 
 
 def load_tokenizer(model_path: str | None, tokenizer_path: str | None = None) -> PromptTokenizer:
@@ -98,7 +134,7 @@ def load_tokenizer(model_path: str | None, tokenizer_path: str | None = None) ->
     directory = tokenizer_path or model_path
     if directory is None:
         tok = byte_level_tokenizer()
-        return PromptTokenizer(tok, tok.token_to_id("<bos>"), tok.get_vocab_size())
+        return PromptTokenizer(tok, tok.token_to_id("<bos>"), prompt_vocab_size(tok))
     path = Path(directory)
     if path.is_file() and path.suffix == ".json":
         return _from_tokenizer_json(path)
@@ -115,7 +151,7 @@ def load_tokenizer(model_path: str | None, tokenizer_path: str | None = None) ->
                 key="actor.model.tokenizer_path",
                 fix="put PaliGemma's tokenizer.json (or tokenizer.model with `pip install sentencepiece`) there",
             ) from err
-        return PromptTokenizer(hf, int(hf.bos_token_id), len(hf))
+        return PromptTokenizer(hf, int(hf.bos_token_id), _hf_prompt_vocab_size(hf))
     raise AssetError(
         f"no tokenizer in {path} (looked for tokenizer.json, tokenizer.model, tokenizer_config.json)",
         key="actor.model.tokenizer_path",
