@@ -33,8 +33,8 @@ from bench_models import int_list  # noqa: E402
 
 from rlvla_cli.config.env import BuiltinEnvConfig, ManiSkillEnvConfig  # noqa: E402
 from rlvla_cli.envs.registry import build_env  # noqa: E402
+from rlvla_cli.envs.workers.pool import EnvWorkerPool  # noqa: E402
 from rlvla_cli.errors import UserError  # noqa: E402
-from rlvla_cli.runtime.env_worker import EnvWorkerPool  # noqa: E402
 
 
 def _raw_process(cfg, num_envs: int, offset: int, stages: int, chunk: int, chunks: int, barrier, results) -> None:

@@ -217,7 +217,7 @@ def pair_median_ratio(rollout_runs: list[dict], env_runs: list[dict]) -> float:
 def bench_case(name: str, stages: int, threads: int, env_cfg, args: argparse.Namespace) -> dict[str, Any]:
     """One model x stages x policy threads: env-only and rollout alternately in one pool; the best of each
     is kept."""
-    from rlvla_cli.runtime.env_worker import EnvWorkerPool
+    from rlvla_cli.envs.workers.pool import EnvWorkerPool
     from rlvla_cli.runtime.rollout_worker import RolloutWorker
 
     torch.set_num_threads(threads)

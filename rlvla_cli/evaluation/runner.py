@@ -40,7 +40,7 @@ def _open_env(env_cfg: Any, num_workers: int, video_dir: str | None, tag: str, m
         from rlvla_cli.envs.registry import build_env
 
         return build_env(env_cfg, video_dir=video_dir, video_tag=tag)
-    from rlvla_cli.runtime.env_worker import EnvWorkerPool
+    from rlvla_cli.envs.workers.pool import EnvWorkerPool
 
     return PoolEnv(EnvWorkerPool(env_cfg, num_workers=num_workers, max_chunk=max_chunk, video_dir=video_dir))
 

@@ -12,5 +12,5 @@ Modules (import what you need; nothing heavy is imported here):
 - ``checkpoint``: atomic checkpoint directories, RNG states, HF-format weights, resume lookup.
 - ``signals``: SIGINT / SIGTERM -> checkpoint and stop; workers never orphan.
 - ``evaluator`` / ``perf``: in-training evaluation and throughput metrics.
-- ``channels`` / ``env_worker``: shared-memory channels and env worker processes.
+- (the env worker pool and its shared-memory channels live in ``envs/workers/``, below this package).
 """

@@ -84,7 +84,7 @@ class Runner:
     def setup(self) -> None:
         """Build trainer ranks, rollout copy, env workers and tracker; load a checkpoint when resuming."""
         from rlvla_cli.config.loader import dump_config
-        from rlvla_cli.runtime.env_worker import EnvWorkerPool
+        from rlvla_cli.envs.workers.pool import EnvWorkerPool
         from rlvla_cli.tracking import build_tracker
 
         cfg, comps = self.cfg, self.placement.components

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 from runtime_configs import small_config_dict, write_config  # noqa: E402
 
-from rlvla_cli.runtime.channels import list_segments  # noqa: E402
+from rlvla_cli.envs.workers.channels import list_segments  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 COMPARED = ("env/", "rollout/", "train/actor/", "train/critic/")

@@ -12,9 +12,9 @@ from rlvla_cli.config.env import ManiSkillEnvConfig
 from rlvla_cli.config.model import SmallModelConfig
 from rlvla_cli.envs.maniskill import make_maniskill_env
 from rlvla_cli.envs.registry import build_env
+from rlvla_cli.envs.workers.pool import EnvWorkerPool
 from rlvla_cli.errors import UserError
 from rlvla_cli.models.registry import build_policy
-from rlvla_cli.runtime.env_worker import EnvWorkerPool
 
 PUSHCUBE_STATE_DIM = 35  # qpos 9 + qvel 9 + tcp pose 7 + goal position 3 + cube pose 7
 

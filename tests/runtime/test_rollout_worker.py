@@ -7,7 +7,7 @@ import torch
 from tiny_policy import TinyPolicy
 
 from rlvla_cli.config.env import BuiltinEnvConfig
-from rlvla_cli.runtime.env_worker import EnvWorkerPool
+from rlvla_cli.envs.workers.pool import EnvWorkerPool
 from rlvla_cli.runtime.rollout_worker import RolloutWorker, concat_batches, episode_metrics
 
 

@@ -7,7 +7,7 @@ import multiprocessing as mp
 import torch
 
 from rlvla_cli.envs.base import ObsSpec
-from rlvla_cli.runtime.channels import (
+from rlvla_cli.envs.workers.channels import (
     ShmTensorBlock,
     cat_obs,
     decode_text,

@@ -11,9 +11,9 @@ import torch
 
 from rlvla_cli.config.env import BuiltinEnvConfig, ManiSkillEnvConfig
 from rlvla_cli.envs.registry import build_env
+from rlvla_cli.envs.workers.channels import list_segments
+from rlvla_cli.envs.workers.pool import EnvWorkerPool
 from rlvla_cli.errors import UserError, WorkerError
-from rlvla_cli.runtime.channels import list_segments
-from rlvla_cli.runtime.env_worker import EnvWorkerPool
 
 
 def test_two_workers_two_stages_match_one_in_process_env():
@@ -86,7 +86,7 @@ def test_misuse_is_reported():
 _ORPHAN_SCRIPT = """
 import time
 from rlvla_cli.config.env import BuiltinEnvConfig
-from rlvla_cli.runtime.env_worker import EnvWorkerPool
+from rlvla_cli.envs.workers.pool import EnvWorkerPool
 if __name__ == "__main__":
     pool = EnvWorkerPool(BuiltinEnvConfig(total_num_envs=4), num_workers=2)
     pool.reset()
@@ -126,7 +126,7 @@ def test_workers_and_segments_vanish_when_the_runtime_is_killed(tmp_path):
 
 
 def test_inline_pool_matches_the_worker_pool():
-    from rlvla_cli.runtime.env_worker import InlineEnvPool, make_env_pool
+    from rlvla_cli.envs.workers.pool import InlineEnvPool, make_env_pool
 
     cfg = BuiltinEnvConfig(total_num_envs=8, max_episode_steps=4)
     generator = torch.Generator().manual_seed(2)

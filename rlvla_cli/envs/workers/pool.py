@@ -36,8 +36,8 @@ import torch
 from rlvla_cli import errors
 from rlvla_cli.envs.base import ChunkStepResult, Obs, ObsSpec
 from rlvla_cli.envs.episode import EPISODE_METRICS
+from rlvla_cli.envs.workers.channels import ShmTensorBlock, cat_obs, read_obs, step_layout, write_obs
 from rlvla_cli.errors import UserError, WorkerError
-from rlvla_cli.runtime.channels import ShmTensorBlock, cat_obs, read_obs, step_layout, write_obs
 
 
 # ------------------------------------------------------------------------------------------ worker side
