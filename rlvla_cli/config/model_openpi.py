@@ -36,7 +36,8 @@ class OpenPIModelConfig(ModelConfigBase):
     action_horizon: int = Field(
         10,
         ge=1,
-        description="Actions the flow model denoises per call (openpi's `action_horizon` H); the first "
+        description="Actions the flow model denoises per call (openpi's `action_horizon` H, fixed by the checkpoint's "
+        "training: RLinf's pi0 LIBERO 50, pi0.5 LIBERO 10, ManiSkill 8, GSEnv / MetaWorld / CALVIN 5); the first "
         "`num_action_chunks` of them are executed and scored.",
     )
     model_action_dim: int = Field(
@@ -93,8 +94,9 @@ class OpenPIModelConfig(ModelConfigBase):
     )
     discrete_state_input: bool | None = Field(
         None,
-        description="Put the state into the prompt as 256-bin tokens (pi0.5); None: True for pi0.5. pi0 always "
-        "uses a continuous state token.",
+        description="Put the state into the prompt as 256-bin tokens (pi0.5); None: True for pi0.5 (openpi's "
+        "Pi0Config default). RLinf's pi0.5 recipes and openpi's pi05_libero set False (the shipped presets and "
+        "catalogue entries do). pi0 always uses a continuous state token.",
     )
     image_size: int | None = Field(
         None, ge=8, description="Square image size the policy resizes to; None uses the vision tower's (224 full)."

@@ -57,21 +57,38 @@ def _oft(name: str, repo_id: str, description: str, **settings: Any) -> Catalogu
     )
 
 
-def _openpi(name: str, repo_id: str, description: str) -> CatalogueEntry:
+def _openpi(name: str, repo_id: str, description: str, horizon: int) -> CatalogueEntry:
+    """An RLinf pi0 / pi0.5 checkpoint with the settings RLinf runs it with.
+
+    ``horizon`` is the model's action_horizon in RLinf's recipe: the openpi TrainConfig's ``Pi0Config`` in
+    RLinf ``rlinf/models/embodiment/openpi/dataconfig/__init__.py`` (pi0_libero: openpi's default 50; pi05_libero
+    10; pi0/pi05_metaworld, pi0/pi05_calvin, pi05_gsenv 5), overridden to 8 by the ManiSkill YAMLs
+    (``examples/embodiment/config/maniskill_ppo_openpi*.yaml``: ``openpi.action_horizon: 8``). Every pi0.5
+    TrainConfig there sets ``discrete_state_input=False`` (the state is not written into the prompt).
+    """
+    pi05 = name.startswith("pi05")
+    settings: dict[str, Any] = {"actor.model.model_type": "openpi", "actor.model.pi05": pi05,
+                                "actor.model.action_horizon": horizon}
+    if pi05:
+        settings["actor.model.discrete_state_input"] = False
     # Training checkpoints sometimes ship optimizer state; evaluation and RL start from the weights alone.
-    settings = {"actor.model.model_type": "openpi", "actor.model.pi05": name.startswith("pi05")}
     return CatalogueEntry(
         name, repo_id, "model", "model", description, _MODEL_PATH, settings,
         ignore_patterns=("optimizer.pt", "*/optimizer.pt"),
     )  # fmt: skip
 
 
-def _openpi_family(prefix: str, repo_prefix: str, model: str, env: str, sft: str, sde: str, noise: str) -> list:
-    """SFT / flow-SDE / flow-noise triple of one (model, simulator) pair; the strings are published success rates."""
+def _openpi_family(
+    prefix: str, repo_prefix: str, model: str, env: str, rates: tuple[str, str, str], horizon: int
+) -> list:
+    """SFT / flow-SDE / flow-noise triple of one (model, simulator) pair; ``rates``: published success rates."""
+    sft, sde, noise = rates
     return [
-        _openpi(f"{prefix}-sft", f"{repo_prefix}-SFT", f"{model} SFT on {env} ({sft} success)"),
-        _openpi(f"{prefix}-flowsde", f"{repo_prefix}-RL-FlowSDE", f"{model} PPO flow-SDE on {env} ({sde})"),
-        _openpi(f"{prefix}-flownoise", f"{repo_prefix}-RL-FlowNoise", f"{model} PPO flow-noise on {env} ({noise})"),
+        _openpi(f"{prefix}-sft", f"{repo_prefix}-SFT", f"{model} SFT on {env} ({sft} success)", horizon),
+        _openpi(f"{prefix}-flowsde", f"{repo_prefix}-RL-FlowSDE", f"{model} PPO flow-SDE on {env} ({sde})", horizon),
+        _openpi(
+            f"{prefix}-flownoise", f"{repo_prefix}-RL-FlowNoise", f"{model} PPO flow-noise on {env} ({noise})", horizon
+        ),
     ]
 
 
@@ -119,25 +136,36 @@ _ENTRIES: list[CatalogueEntry] = [
         "OpenVLA-OFT LoRA-base, LIBERO-130",
     ),
     _oft("openvla-oft-libero-130-grpo", "RLinf/RLinf-OpenVLAOFT-LIBERO-130", "OpenVLA-OFT GRPO, LIBERO-130 (97.9%)"),
-    # pi0 / pi0.5 (RLinf pi0.rst model lists).
+    # pi0 / pi0.5 (RLinf pi0.rst model lists); the last argument is the recipe's action_horizon.
     _openpi(
         "pi0-libero-sft",
         "RLinf/RLinf-Pi0-LIBERO-Spatial-Object-Goal-SFT",
         "pi0 few-shot SFT, LIBERO spatial/object/goal",
+        50,
     ),
-    _openpi("pi0-libero-long-sft", "RLinf/RLinf-Pi0-LIBERO-Long-SFT", "pi0 few-shot SFT, LIBERO-Long"),
-    *_openpi_family("pi0-maniskill", "RLinf/RLinf-Pi0-ManiSkill-25Main", "pi0", "ManiSkill", "38.4%", "78.8%", "77.8%"),
-    *_openpi_family("pi0-metaworld", "RLinf/RLinf-Pi0-MetaWorld", "pi0", "MetaWorld MT50", "50.8%", "78.1%", "85.8%"),
-    *_openpi_family("pi0-calvin", "RLinf/RLinf-Pi0-CALVIN-ABC-D", "pi0", "CALVIN ABC-D", "57.5%", "61.7%", "59.9%"),
-    _openpi("pi05-libero-sft", "RLinf/RLinf-Pi05-LIBERO-SFT", "pi0.5 few-shot SFT, all four LIBERO suites"),
+    _openpi("pi0-libero-long-sft", "RLinf/RLinf-Pi0-LIBERO-Long-SFT", "pi0 few-shot SFT, LIBERO-Long", 50),
     *_openpi_family(
-        "pi05-maniskill", "RLinf/RLinf-Pi05-ManiSkill-25Main", "pi0.5", "ManiSkill", "40.1%", "90.9%", "89.7%"
+        "pi0-maniskill", "RLinf/RLinf-Pi0-ManiSkill-25Main", "pi0", "ManiSkill", ("38.4%", "78.8%", "77.8%"), 8
     ),
     *_openpi_family(
-        "pi05-metaworld", "RLinf/RLinf-Pi05-MetaWorld", "pi0.5", "MetaWorld MT50", "43.8%", "70.7%", "66.1%"
+        "pi0-metaworld", "RLinf/RLinf-Pi0-MetaWorld", "pi0", "MetaWorld MT50", ("50.8%", "78.1%", "85.8%"), 5
     ),
-    *_openpi_family("pi05-calvin", "RLinf/RLinf-Pi05-CALVIN-ABC-D", "pi0.5", "CALVIN ABC-D", "61.3%", "87.0%", "84.5%"),
-    _openpi("pi05-gsenv-sft", "RLinf/RLinf-Pi05-GSEnv-PutCubeOnPlate-V0-SFT", "pi0.5 SFT, GSEnv PutCubeOnPlate-v0"),
+    *_openpi_family(
+        "pi0-calvin", "RLinf/RLinf-Pi0-CALVIN-ABC-D", "pi0", "CALVIN ABC-D", ("57.5%", "61.7%", "59.9%"), 5
+    ),
+    _openpi("pi05-libero-sft", "RLinf/RLinf-Pi05-LIBERO-SFT", "pi0.5 few-shot SFT, all four LIBERO suites", 10),
+    *_openpi_family(
+        "pi05-maniskill", "RLinf/RLinf-Pi05-ManiSkill-25Main", "pi0.5", "ManiSkill", ("40.1%", "90.9%", "89.7%"), 8
+    ),
+    *_openpi_family(
+        "pi05-metaworld", "RLinf/RLinf-Pi05-MetaWorld", "pi0.5", "MetaWorld MT50", ("43.8%", "70.7%", "66.1%"), 5
+    ),
+    *_openpi_family(
+        "pi05-calvin", "RLinf/RLinf-Pi05-CALVIN-ABC-D", "pi0.5", "CALVIN ABC-D", ("61.3%", "87.0%", "84.5%"), 5
+    ),
+    _openpi(
+        "pi05-gsenv-sft", "RLinf/RLinf-Pi05-GSEnv-PutCubeOnPlate-V0-SFT", "pi0.5 SFT, GSEnv PutCubeOnPlate-v0", 5
+    ),
     # Simulator assets (dataset repos).
     CatalogueEntry(
         "maniskill",
