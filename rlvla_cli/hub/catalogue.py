@@ -51,10 +51,12 @@ def _openvla(name: str, repo_id: str, description: str) -> CatalogueEntry:
     )  # fmt: skip
 
 
+# RLinf's OFT models use RLinf's input layout (no stop token; rlinf/models/embodiment/openvla_oft/rlinf/).
+_RLINF_OFT = {"actor.model.model_type": "openvla_oft", "actor.model.implement_version": "rlinf"}
+
+
 def _oft(name: str, repo_id: str, description: str, **settings: Any) -> CatalogueEntry:
-    return CatalogueEntry(
-        name, repo_id, "model", "model", description, _MODEL_PATH, {"actor.model.model_type": "openvla_oft", **settings}
-    )
+    return CatalogueEntry(name, repo_id, "model", "model", description, _MODEL_PATH, {**_RLINF_OFT, **settings})
 
 
 def _openpi(name: str, repo_id: str, description: str, horizon: int) -> CatalogueEntry:
@@ -116,8 +118,9 @@ _ENTRIES: list[CatalogueEntry] = [
         "lora",
         "OpenVLA-OFT LoRA SFT on PutOnPlateInScene25Main (28.1%); fetches its base too",
         ("actor.model.lora_path",),
-        {"actor.model.model_type": "openvla_oft", "actor.model.is_lora": True},
-        requires=("openvla-oft-maniskill-base",),
+        {**_RLINF_OFT, "actor.model.is_lora": True, "actor.model.unnorm_key": "bridge_orig",
+         "actor.model.num_action_chunks": 8},
+        requires=("openvla-oft-maniskill-base",),  # RLinf applies this LoRA to that base, never to openvla-7b
     ),
     _oft(
         "openvla-oft-maniskill-ppo", "RLinf/RLinf-OpenVLAOFT-PPO-ManiSkill3-25ood", "OpenVLA-OFT PPO, ManiSkill (97.7%)"

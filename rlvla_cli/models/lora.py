@@ -125,9 +125,13 @@ def load_adapter(
     the stored tensors (for the caller's ``plan.elsewhere``)."""
     stored = read_adapter_tensors(directory)
     plan = plan_fn(sorted(stored))
-    own = {n: p for n, p in module.named_parameters() if "lora_" in n}
+    params = dict(module.named_parameters())
+    own = {n: p for n, p in params.items() if "lora_" in n}
+    # peft also saves an adapted embedding / lm_head's base weight (`save_embedding_layers`, on when lm_head is a
+    # target, as in RLinf's defaults): `<module>.base_layer.weight`, loaded like PeftModel.from_pretrained does
+    own.update({n: params[n] for n in plan.load.values() if ".base_layer." in n and n in params})
     loaded = {name: stored[key] for key, name in plan.load.items()}
-    missing = sorted(set(own) - set(loaded))
+    missing = sorted(n for n in set(own) - set(loaded) if "lora_" in n)
     unexpected = sorted(set(loaded) - set(own))
     bad = [n for n in loaded if n in own and loaded[n].shape != own[n].shape]
     if missing or unexpected or bad:
