@@ -56,9 +56,10 @@ def openvla_stats_keys(directory: Path, config: dict | None) -> dict[str, list[s
 
 
 def openpi_asset_ids(directory: Path) -> list[str]:
-    """Asset ids (directories relative to ``directory``) holding a ``norm_stats.json``, as find_norm_stats sees."""
-    found = [p for p in directory.rglob("norm_stats.json") if len(p.relative_to(directory).parts) <= _NORM_DEPTH]
-    return sorted(str(p.parent.relative_to(directory)) for p in found)
+    """Asset ids holding a ``norm_stats.json``, as the loader sees them (``norm_stats.norm_stats_ids``)."""
+    from rlvla_cli.models.openpi.norm_stats import norm_stats_ids
+
+    return norm_stats_ids(directory)
 
 
 def openpi_size(tensors: dict[str, TensorMeta]) -> str:
@@ -141,7 +142,7 @@ def _describe_files(directory: Path, tensors: dict[str, TensorMeta], report: Rep
     for path in sorted(directory.glob(OFT_PROPRIO_GLOB)) + sorted(directory.glob(OFT_ACTION_HEAD_GLOB)):
         report.files.append({"name": path.name, "holds": "OFT head (torch file)"})
     for asset in openpi_asset_ids(directory):
-        report.files.append({"name": f"{asset}/norm_stats.json" if asset != "." else "norm_stats.json",
+        report.files.append({"name": "norm_stats.json" if asset == "." else f"{asset}/norm_stats.json",
                              "holds": "openpi norm stats"})
 
 
@@ -317,14 +318,16 @@ def inspect_checkpoint(path: str | Path, model_cfg: Any = None) -> Report:
     """Report on ``path``: a run directory or checkpoint (its newest ``policy/`` against its ``config.yaml``), a
     LoRA adapter, or a model directory. ``model_cfg``: ``actor.model`` of ``--config`` (None: see module doc)."""
     from rlvla_cli.evaluation.checkpoint_loading import resolve_checkpoint
-    from rlvla_cli.runtime import checkpoint as ckpt
 
     path = Path(path).expanduser()
     if not path.is_dir():
         raise UserError(f"{path} is not a directory", key="DIR", fix="pass a checkpoint or model directory")
     notes = []
-    if ckpt.list_checkpoints(path) or (path / ckpt.TRAINER_STATE).is_file():
+    try:  # eval's own resolution: a run directory -> its newest checkpoint -> policy/ + config.yaml
         resolved = resolve_checkpoint(path)
+    except UserError:
+        resolved = None  # not a run / model directory: inspect_weights says what is there
+    if resolved is not None and resolved.kind == "checkpoint":
         notes.append(f"rlvla run checkpoint (step {resolved.step}): inspecting {resolved.weights}")
         if model_cfg is None and resolved.config_file is not None:
             from rlvla_cli.config.loader import load_config
