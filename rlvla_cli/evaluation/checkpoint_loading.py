@@ -41,7 +41,7 @@ def _is_weights_dir(path: Path) -> bool:
 
 def resolve_checkpoint(path: str | Path) -> ResolvedCheckpoint:
     """Classify ``--checkpoint`` (see the module docstring); raises UserError naming what was expected."""
-    from rlvla_cli.runtime import checkpoint as ckpt
+    from rlvla_cli.rundir import checkpoint as ckpt
 
     path = Path(path).expanduser()
     if not path.exists():

@@ -9,7 +9,7 @@ Modules (import what you need; nothing heavy is imported here):
 - ``weight_sync``: trainer -> rollout copy (shared storage on one device, bucketed copies / broadcasts).
 - ``offload``: trainer / rollout state to the CPU and back for collocated placements.
 - ``launcher``: process groups, spawning, DeepSpeed's multi-node launcher command and hostfile.
-- ``checkpoint``: atomic checkpoint directories, RNG states, HF-format weights, resume lookup.
+- (checkpoint directories: ``rlvla_cli/rundir/checkpoint.py``, shared with evaluation and inspect-checkpoint).
 - ``signals``: SIGINT / SIGTERM -> checkpoint and stop; workers never orphan.
 - ``evaluator`` / ``perf``: in-training evaluation and throughput metrics.
 - (the env worker pool and its shared-memory channels live in ``envs/workers/``, below this package).

@@ -19,7 +19,7 @@ import torch
 
 from rlvla_cli.errors import WorkerError
 from rlvla_cli.models.base import PRECISION_DTYPES
-from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.rundir import checkpoint as ckpt
 from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
 from rlvla_cli.runtime.perf import actor_mfu
 from rlvla_cli.runtime.replicas import OffloadGroup, ReplicatedPolicy, SyncGroup

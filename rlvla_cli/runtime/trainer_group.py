@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from rlvla_cli.algorithms.batch import RolloutBatch
 from rlvla_cli.errors import ConfigError, UserError, WorkerError
-from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.rundir import checkpoint as ckpt
 from rlvla_cli.runtime.launcher import (
     free_port,
     init_distributed,

@@ -1,5 +1,5 @@
 """`rlvla eval` end to end on the built-in task with a checkpoint written inside the test in the real layout
-(runtime/checkpoint.py: staging dir, policy/ via save_pretrained, trainer_state.json, config.yaml, commit)."""
+(rundir/checkpoint.py: staging dir, policy/ via save_pretrained, trainer_state.json, config.yaml, commit)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _save_run(run_dir: Path, step: int = 3):
     """A run directory holding one committed checkpoint of a freshly initialised tiny small policy."""
     from rlvla_cli.config.loader import dump_config, load_config
     from rlvla_cli.models.registry import build_policy
-    from rlvla_cli.runtime import checkpoint as ckpt
+    from rlvla_cli.rundir import checkpoint as ckpt
 
     cfg = load_config(None, TINY)
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from runtime_configs import small_config_dict, write_config
 
-from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.rundir import checkpoint as ckpt
 from rlvla_cli.runtime.launcher import free_port, multinode_command, write_hostfile
 from rlvla_cli.runtime.signals import StopRequest
 

@@ -16,7 +16,7 @@ from tiny_policy import nan_factory, tiny_factory
 from rlvla_cli.commands.train import hardware_placement
 from rlvla_cli.envs.workers.channels import list_segments
 from rlvla_cli.errors import WorkerError
-from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.rundir import checkpoint as ckpt
 from rlvla_cli.runtime.runner import Runner
 
 DESIGN_METRICS = {

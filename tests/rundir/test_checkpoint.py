@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlvla_cli.errors import UserError
-from rlvla_cli.runtime import checkpoint as ckpt
+from rlvla_cli.rundir import checkpoint as ckpt
 
 
 def test_commit_is_atomic_and_replaces(tmp_path):
