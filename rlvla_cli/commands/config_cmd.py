@@ -27,8 +27,10 @@ def show(config: Path | None, overrides: list[str]) -> None:
 def validate(config: Path | None, overrides: list[str]) -> None:
     """Check schema, cross-field rules and placement rules; print one green OK line with a short summary."""
     from rlvla_cli.config.loader import load_config, resolve_config_path
+    from rlvla_cli.placement.planner import validate_placement_rules
 
-    cfg = load_config(config, overrides, check_placement=True)
+    cfg = load_config(config, overrides)
+    validate_placement_rules(cfg)
     console = Console(soft_wrap=True, highlight=False)
     console.print(f"[bold green]OK[/] {escape(str(resolve_config_path(config)))}: {escape(summary(cfg))}")
     _print_warnings(cfg)

@@ -36,17 +36,16 @@ def preset_dirs() -> list[Path]:
     return [path for path in (REPO_CONFIGS, builtin_preset_path().parent) if path.is_dir()]
 
 
-def load_config(
-    path: Path | str | None, overrides: list[str] | tuple[str, ...] = (), *, check_placement: bool = False
-) -> RootConfig:
+def load_config(path: Path | str | None, overrides: list[str] | tuple[str, ...] = ()) -> RootConfig:
     """Load, compose, override, interpolate and validate a config; ``path=None`` loads the built-in quickstart.
 
-    ``path`` may also be a shipped preset's name (``maniskill_ppo_openvlaoft``). With ``check_placement`` the
-    placement rules (``rlvla_cli.placement.planner.validate_placement_rules``) run too. Returns a RootConfig.
+    ``path`` may also be a shipped preset's name (``maniskill_ppo_openvlaoft``). Returns a RootConfig. The rules
+    that need the resolved placement are the placement package's (``placement.planner.validate_placement_rules``,
+    run by the commands), so ``config`` never imports ``placement``.
     """
     file = resolve_config_path(path)
     data = compose_file(file, chain=())
-    return load_config_dict(data, overrides, source=str(file), check_placement=check_placement)
+    return load_config_dict(data, overrides, source=str(file))
 
 
 def load_config_dict(
@@ -54,7 +53,6 @@ def load_config_dict(
     overrides: list[str] | tuple[str, ...] = (),
     *,
     source: str = "<config>",
-    check_placement: bool = False,
 ) -> RootConfig:
     """Like `load_config` for an already composed mapping (no `defaults:` key left in it)."""
     from rlvla_cli.config.schema import RootConfig
@@ -66,20 +64,7 @@ def load_config_dict(
         config = RootConfig.model_validate(resolved)
     except ValidationError as exc:
         raise validation_to_config_error(exc, RootConfig, resolved, source, overridden) from None
-    if check_placement:
-        run_placement_rules(config)
     return config
-
-
-def run_placement_rules(config: RootConfig) -> None:
-    """Run the planner's divisibility rules when the placement package provides them."""
-    try:
-        from rlvla_cli.placement.planner import validate_placement_rules
-    except ModuleNotFoundError as err:
-        if err.name != "rlvla_cli.placement.planner":
-            raise
-        return
-    validate_placement_rules(config)
 
 
 def dump_config(config: RootConfig) -> str:

@@ -97,7 +97,9 @@ def test_recipe_numbers_match_rlinf():
 @pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
 def test_preset_passes_placement_rules(path: Path):
     """What `rlvla config validate` checks beyond the schema (the planner's divisibility and rank rules)."""
-    load_config(path, check_placement=True)
+    from rlvla_cli.placement.planner import validate_placement_rules
+
+    validate_placement_rules(load_config(path))
 
 
 def test_config_reference_is_up_to_date():
