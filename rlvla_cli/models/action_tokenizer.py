@@ -22,8 +22,9 @@ class ActionTokenizer:
         if vocab_end < n_bins:
             raise ValueError(f"vocabulary {vocab_end} is smaller than the {n_bins} action bins")
         self.vocab_end, self.n_bins = vocab_end, n_bins
-        self.edges = torch.linspace(-1.0, 1.0, n_bins)
-        self.centers = (self.edges[:-1] + self.edges[1:]) / 2  # [n_bins - 1]
+        # float64 like the reference's np.linspace: float32 edges bin ~1 in 2000 values at an edge differently
+        self.edges = torch.linspace(-1.0, 1.0, n_bins, dtype=torch.float64)
+        self.centers = (self.edges[:-1] + self.edges[1:]) / 2  # [n_bins - 1], float64
 
     @property
     def token_ids(self) -> torch.Tensor:
@@ -32,13 +33,13 @@ class ActionTokenizer:
 
     def actions_to_bins(self, actions: torch.Tensor) -> torch.Tensor:
         """Normalised actions ``[...]`` -> bins int64 ``[...]`` in ``0..n_bins-1`` (``digitize - 1``)."""
-        x = actions.float().clamp(-1.0, 1.0)
+        x = actions.double().clamp(-1.0, 1.0)  # np.digitize compares in float64
         return torch.bucketize(x, self.edges.to(x.device), right=True) - 1
 
     def bins_to_actions(self, bins: torch.Tensor) -> torch.Tensor:
         """Bins ``[...]`` -> normalised actions float32 ``[...]`` (bin centres; the top two bins share one)."""
         centers = self.centers.to(bins.device)
-        return centers[bins.clamp(0, self.n_bins - 2)]
+        return centers[bins.clamp(0, self.n_bins - 2)].float()
 
     def bins_to_tokens(self, bins: torch.Tensor) -> torch.Tensor:
         """Bins -> vocabulary ids."""

@@ -73,7 +73,7 @@ class RealPrismaticTree(nn.Module):
     whose parameters it shares (``vla.vision_backbone`` etc. are the same modules, extended in place)."""
 
     def __init__(self, dims: OpenVLADims, image_size: int = 28, pad_token_id: int = 1024,
-                 value_outputs: int | None = None):
+                 value_outputs: int | None = None, proprio_dim: int | None = None):
         super().__init__()
         vla = PrismaticVLA(dims, image_size, pad_token_id, "eager")
         for tower, tdims in ((vla.vision_backbone.featurizer, dims.dino), (vla.vision_backbone.fused_featurizer,
@@ -86,6 +86,10 @@ class RealPrismaticTree(nn.Module):
         self.language_model = vla.language_model
         if value_outputs:
             self.value_head = RLinfValueHead(dims.llm.hidden_size, value_outputs)
+        if proprio_dim:  # OFT's ProprioProjector (prismatic/models/projectors.py): fc1, GELU, fc2
+            from rlvla_cli.models.openvla_oft import ProprioProjector
+
+            self.proprio_projector = ProprioProjector(proprio_dim, dims.llm.hidden_size)
 
     # PrismaticForConditionalGeneration's accessors: peft's save (save_embedding_layers, on when lm_head is a
     # target) looks them up and then also writes lm_head's base weight into the adapter file, as for RLinf's model

@@ -75,3 +75,38 @@ def test_select_stats_errors():
         select_stats(stats, "bridge_orgi", 7, "s")
     with pytest.raises(ConfigError, match="action_dim"):
         select_stats(stats, "bridge_orig", 6, "s")
+
+
+def test_bins_match_openvla_action_tokenizer():
+    """openvla/openvla prismatic/vla/action_tokenizer.py, encoded with numpy as written there: tokens =
+    vocab_size - digitize(clip(a, -1, 1), linspace(-1, 1, 256)) (bins 1..256 -> ids 31999..31744); decode =
+    bin_centers[clip(vocab_size - id - 1, 0, 254)]. Values on and next to every edge included."""
+    import numpy as np
+
+    tok = ActionTokenizer(32000, 256)
+    edges = np.linspace(-1, 1, 256)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-1.3, 1.3, 50_000), edges, np.nextafter(edges, 2), np.nextafter(edges, -2)])
+    x = x.astype(np.float32)
+    expected = 32000 - np.digitize(np.clip(x, -1.0, 1.0), edges)
+    assert np.array_equal(tok.encode(torch.from_numpy(x)).numpy(), expected)
+    ids = np.arange(31744, 32000)
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    decoded = centers[np.clip(32000 - ids - 1, a_min=0, a_max=centers.shape[0] - 1)]
+    assert np.array_equal(tok.decode(torch.from_numpy(ids)).numpy(), decoded.astype(np.float32))
+
+
+def test_unnormalize_matches_the_reference_formula():
+    """RLinf / moojink ``_unnormalize_actions`` (BOUNDS_Q99): where(mask, 0.5 (x + 1) (q99 - q01 + 1e-8) + q01, x);
+    the gripper (mask false) passes through."""
+    import numpy as np
+
+    q01 = np.array([-0.03, -0.04, -0.03, -0.1, -0.1, -0.2, 0.0])
+    q99 = np.array([0.03, 0.04, 0.04, 0.1, 0.1, 0.2, 1.0])
+    mask = np.array([True] * 6 + [False])
+    x = np.random.default_rng(1).uniform(-1, 1, (5, 7)).astype(np.float32)
+    expected = np.where(mask, 0.5 * (x + 1) * (q99 - q01 + 1e-8) + q01, x)
+    stats = NormStats(torch.tensor(q01, dtype=torch.float32), torch.tensor(q99, dtype=torch.float32),
+                      torch.tensor(mask))
+    np.testing.assert_allclose(unnormalize_actions(torch.from_numpy(x), stats).numpy(), expected, rtol=1e-6,
+                               atol=1e-8)

@@ -241,3 +241,23 @@ def test_adapter_base_pairing_cases(adapter_base, base_dir, status):
     from rlvla_cli.models.openvla_files import adapter_base_pairing
 
     assert adapter_base_pairing({"base_model_name_or_path": adapter_base}, base_dir).status == status
+
+
+def test_adapter_on_the_proprio_projector_is_merged(tmp_path):
+    """RLinf's ``fc1`` / ``fc2`` targets also adapt OFT's proprio projector (official models with use_proprio):
+    the adapted function, W + (alpha / r) B A, is what the loaded projector computes."""
+    from real_layouts_openvla import RealPrismaticTree, tiny_real_dims
+
+    base = tmp_path / "Openvla-oft-SFT-robotwin"
+    write_real_checkpoint(base)
+    tree = RealPrismaticTree(tiny_real_dims(), proprio_dim=3)
+    proprio = {k: v.clone() for k, v in tree.proprio_projector.state_dict().items()}
+    torch.save(proprio, base / "proprio_projector--1000_checkpoint.pt")
+    peft_model = write_peft_adapter(tree, tmp_path / "lora", base.name, rank=4)
+    policy = build_policy(_cfg(base, implement_version="official", use_proprio=True, state_dim=3, is_lora=True,
+                               lora_path=str(tmp_path / "lora")))
+    states = torch.randn(5, 3)
+    with torch.no_grad():
+        expected = peft_model.base_model.model.proprio_projector(states)
+        torch.testing.assert_close(policy.proprio_projector(states), expected, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(policy.proprio_projector.fc1.weight, proprio["fc1.weight"])
