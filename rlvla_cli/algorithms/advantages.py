@@ -159,16 +159,14 @@ def _as_groups(scores: torch.Tensor, group_size: int) -> torch.Tensor:
 
 @ADVANTAGES.register("grpo")
 def grpo_from_batch(batch: RolloutBatch, cfg: AlgorithmConfig) -> AdvantageResult:
-    """GRPO: one score per env (``episode_scores``, else the sum of its masked rewards), group-relative
+    """GRPO: one score per env (the sum of its masked rewards: the episode return), group-relative
     advantages broadcast to every step of that env; returns are the scores. With ``filter_rewards``, groups
     whose mean is outside ``[rewards_lower_bound, rewards_upper_bound]`` are removed from the loss mask.
 
     Assumes one episode per env in the rollout (no auto-reset; ``mask_after_first_done`` masks the rest).
     """
     chunk_rewards = reduce_rewards(batch.rewards, CHUNK)
-    scores = batch.episode_scores
-    if scores is None:
-        scores = (chunk_rewards * batch.loss_mask.to(chunk_rewards.dtype)).sum(0)
+    scores = (chunk_rewards * batch.loss_mask.to(chunk_rewards.dtype)).sum(0)
     adv = group_relative_advantages(scores, cfg.group_size).to(batch.rewards.dtype)
     loss_mask = batch.loss_mask
     if cfg.filter_rewards:

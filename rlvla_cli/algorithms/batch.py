@@ -7,10 +7,33 @@ predicted a chunk of C actions, the env executed them and returned C rewards / t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 import torch
+
+TensorFn = Callable[[torch.Tensor, int], torch.Tensor]  # (tensor, its env axis) -> tensor
+
+
+def _env_axis(axis: int) -> dict:
+    """Field metadata: the axis of B (envs) in that field's tensors (``forward_inputs``: in each value)."""
+    return {"env_axis": axis}
+
+
+def _field_values(obj) -> dict:
+    """``{name: value}`` of dataclass ``obj``'s fields (shallow, unlike ``dataclasses.asdict``)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _map_values(values: dict, fn: TensorFn, axis_of: Callable[[str], int] = lambda _: 0) -> dict:
+    """``{name: fn(tensor, axis_of(name))}`` (dict values mapped entry by entry; None kept)."""
+    out = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            out[name] = {k: fn(v, axis_of(name)) for k, v in value.items()}
+        else:
+            out[name] = None if value is None else fn(value, axis_of(name))
+    return out
 
 
 @dataclass
@@ -30,23 +53,23 @@ class RolloutBatch:
     bootstrap_values: float ``[T, B, V]`` or None: V(final observation) where the episode was truncated inside
         step t, 0 elsewhere (only column 0, the value of that observation, is used).
     last_values: float ``[B, V]`` or None: V(o_T), the observation after the last step (column 0 is used).
-    episode_scores: float ``[B]`` or None: GRPO score per env; None = sum of the masked rewards.
     advantages / returns: filled by ``compute_advantages``; ``[T, B]`` (reward_type chunk_level) or
         ``[T, B, C]`` (action_level). Returns are the value targets (GRPO: the episode score).
+
+    Each field declares its env axis once (``env_axis`` metadata); ``split``, ``cat`` and ``to`` follow it.
     """
 
-    forward_inputs: dict[str, torch.Tensor]
-    old_logprobs: torch.Tensor
-    rewards: torch.Tensor
-    terminations: torch.Tensor
-    truncations: torch.Tensor
-    loss_mask: torch.Tensor
-    old_values: torch.Tensor | None = None
-    bootstrap_values: torch.Tensor | None = None
-    last_values: torch.Tensor | None = None
-    episode_scores: torch.Tensor | None = None
-    advantages: torch.Tensor | None = field(default=None)
-    returns: torch.Tensor | None = field(default=None)
+    forward_inputs: dict[str, torch.Tensor] = field(metadata=_env_axis(1))
+    old_logprobs: torch.Tensor = field(metadata=_env_axis(1))
+    rewards: torch.Tensor = field(metadata=_env_axis(1))
+    terminations: torch.Tensor = field(metadata=_env_axis(1))
+    truncations: torch.Tensor = field(metadata=_env_axis(1))
+    loss_mask: torch.Tensor = field(metadata=_env_axis(1))
+    old_values: torch.Tensor | None = field(default=None, metadata=_env_axis(1))
+    bootstrap_values: torch.Tensor | None = field(default=None, metadata=_env_axis(1))
+    last_values: torch.Tensor | None = field(default=None, metadata=_env_axis(0))
+    advantages: torch.Tensor | None = field(default=None, metadata=_env_axis(1))
+    returns: torch.Tensor | None = field(default=None, metadata=_env_axis(1))
 
     @property
     def num_steps(self) -> int:
@@ -62,6 +85,11 @@ class RolloutBatch:
     def num_chunks(self) -> int:
         """C."""
         return self.rewards.shape[2]
+
+    @staticmethod
+    def env_axis(name: str) -> int:
+        """The axis of B in field ``name``'s tensors."""
+        return next(f.metadata["env_axis"] for f in fields(RolloutBatch) if f.name == name)
 
     def validate(self) -> RolloutBatch:
         """Check every tensor's shape and dtype against T, B, C, A; raises ``ValueError`` naming the field."""
@@ -85,57 +113,55 @@ class RolloutBatch:
             v = self.last_values.shape[-1]
         if v is not None and v not in (1, c):
             raise ValueError(f"value outputs V={v} must be 1 (per chunk) or C={c} (per action)")
-        if self.episode_scores is not None:
-            _expect("episode_scores", self.episode_scores, (b,))
         for name in ("advantages", "returns"):
             tensor = getattr(self, name)
             if tensor is not None and tuple(tensor.shape) not in ((t, b), (t, b, c)):
                 raise ValueError(f"{name} must be [T, B] or [T, B, C] = {(t, b, c)}, got {tuple(tensor.shape)}")
         return self
 
+    def _map(self, fn: TensorFn) -> RolloutBatch:
+        return RolloutBatch(**_map_values(_field_values(self), fn, self.env_axis))
+
     def to(self, device: torch.device | str) -> RolloutBatch:
         """A copy with every tensor on ``device``."""
-        moved = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        return self._map(lambda x, _axis: x.to(device))
+
+    def split(self, parts: int) -> list[RolloutBatch]:
+        """``parts`` equal slices of the env axis B (views); raises ``ValueError`` when B does not divide."""
+        if parts < 1 or self.num_envs % parts:
+            raise ValueError(f"{self.num_envs} envs do not split into {parts} equal parts")
+        size = self.num_envs // parts
+        return [self._map(lambda x, axis, i=i: x.narrow(axis, i * size, size)) for i in range(parts)]
+
+    @classmethod
+    def cat(cls, batches: list[RolloutBatch]) -> RolloutBatch:
+        """Batches side by side along B (e.g. rollout epochs: independent trajectories); a field None in the
+        first batch stays None. The inverse of ``split``."""
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0]
+        out = {}
+        for f in fields(cls):
+            axis, value = f.metadata["env_axis"], getattr(first, f.name)
             if isinstance(value, dict):
-                moved[f.name] = {k: v.to(device) for k, v in value.items()}
+                out[f.name] = {k: torch.cat([b.forward_inputs[k] for b in batches], axis) for k in value}
             else:
-                moved[f.name] = value.to(device) if isinstance(value, torch.Tensor) else value
-        return RolloutBatch(**moved)
+                out[f.name] = None if value is None else torch.cat([getattr(b, f.name) for b in batches], axis)
+        return cls(**out).validate()
 
     def flatten(self) -> FlatBatch:
         """Samples ``N = T * B`` in time-major order (sample ``t * B + b``); needs advantages filled."""
         if self.advantages is None:
             raise ValueError("advantages are not computed yet: call compute_advantages(batch, cfg) first")
         n = self.num_steps * self.num_envs
-
-        def flat(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x.reshape(n, *x.shape[2:])
-
-        return FlatBatch(
-            forward_inputs={k: flat(v) for k, v in self.forward_inputs.items()},
-            old_logprobs=flat(self.old_logprobs),
-            advantages=flat(self.advantages),
-            loss_mask=flat(self.loss_mask),
-            old_values=flat(self.old_values),
-            returns=flat(self.returns),
-        )
-
-    def iter_micro_batches(
-        self, micro_batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None
-    ) -> Iterator[FlatBatch]:
-        """Every one of the N = T * B samples exactly once, in micro-batches of ``micro_batch_size``
-        (the last one smaller when it does not divide N); shuffled with ``generator`` when ``shuffle``."""
-        flat = self.flatten()
-        for global_batch in split_indices(len(flat), len(flat), micro_batch_size, shuffle, generator):
-            for idx in global_batch:
-                yield flat.select(idx)
+        kept = {f.name: getattr(self, f.name) for f in fields(FlatBatch)}
+        return FlatBatch(**_map_values(kept, lambda x, _axis: x.reshape(n, *x.shape[2:])))
 
 
 @dataclass
 class FlatBatch:
-    """Samples ``[N, ...]`` (a flattened ``RolloutBatch`` or a micro-batch of it).
+    """Samples ``[N, ...]`` (a flattened ``RolloutBatch`` or a micro-batch of it): the ``RolloutBatch`` fields of
+    the same names, with (T, B) merged into N.
 
     forward_inputs ``{name: [N, ...]}``; old_logprobs ``[N, C, A]``; advantages / returns ``[N]`` or ``[N, C]``;
     loss_mask bool ``[N]``; old_values ``[N, V]`` or None.
@@ -153,33 +179,11 @@ class FlatBatch:
 
     def to(self, device: torch.device | str) -> FlatBatch:
         """A copy with every tensor on ``device`` (non-blocking from pinned memory)."""
-
-        def move(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x.to(device, non_blocking=True)
-
-        return FlatBatch(
-            forward_inputs={k: move(v) for k, v in self.forward_inputs.items()},
-            old_logprobs=move(self.old_logprobs),
-            advantages=move(self.advantages),
-            loss_mask=move(self.loss_mask),
-            old_values=move(self.old_values),
-            returns=move(self.returns),
-        )
+        return FlatBatch(**_map_values(_field_values(self), lambda x, _axis: x.to(device, non_blocking=True)))
 
     def select(self, idx: torch.Tensor) -> FlatBatch:
         """The samples at ``idx`` (int64 ``[n]``)."""
-
-        def pick(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else x[idx.to(x.device)]
-
-        return FlatBatch(
-            forward_inputs={k: pick(v) for k, v in self.forward_inputs.items()},
-            old_logprobs=pick(self.old_logprobs),
-            advantages=pick(self.advantages),
-            loss_mask=pick(self.loss_mask),
-            old_values=pick(self.old_values),
-            returns=pick(self.returns),
-        )
+        return FlatBatch(**_map_values(_field_values(self), lambda x, _axis: x[idx.to(x.device)]))
 
 
 def split_indices(

@@ -167,20 +167,3 @@ class RolloutWorker:
         )
         return batch.validate()
 
-
-def concat_batches(batches: list[RolloutBatch]) -> RolloutBatch:
-    """Several rollout epochs side by side along B (each epoch's envs are independent trajectories)."""
-    if len(batches) == 1:
-        return batches[0]
-
-    def cat(name: str, dim: int = 1) -> torch.Tensor | None:
-        values = [getattr(b, name) for b in batches]
-        return None if values[0] is None else torch.cat(values, dim=dim)
-
-    return RolloutBatch(
-        forward_inputs={k: torch.cat([b.forward_inputs[k] for b in batches], dim=1) for k in batches[0].forward_inputs},
-        old_logprobs=cat("old_logprobs"), rewards=cat("rewards"), terminations=cat("terminations"),
-        truncations=cat("truncations"), loss_mask=cat("loss_mask"), old_values=cat("old_values"),
-        bootstrap_values=cat("bootstrap_values"), last_values=cat("last_values", dim=0),
-        episode_scores=cat("episode_scores", dim=0),
-    ).validate()

@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
+from rlvla_cli.algorithms.batch import RolloutBatch
 from rlvla_cli.errors import WorkerError
 from rlvla_cli.models.base import PRECISION_DTYPES
 from rlvla_cli.rundir import checkpoint as ckpt
 from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
 from rlvla_cli.runtime.perf import actor_mfu
 from rlvla_cli.runtime.replicas import OffloadGroup, ReplicatedPolicy, SyncGroup
-from rlvla_cli.runtime.rollout_worker import RolloutWorker, concat_batches, episode_metrics
+from rlvla_cli.runtime.rollout_worker import RolloutWorker, episode_metrics
 from rlvla_cli.runtime.signals import StopRequest
 from rlvla_cli.runtime.threads import available_cpus, rollout_threads, torch_threads
 from rlvla_cli.runtime.trainer_group import PolicyFactory, TrainerGroup, default_policy_factory
@@ -190,7 +191,7 @@ class Runner:
             with torch_threads(self.rollout_threads):  # no oversubscription next to busy env workers
                 results.append(self.rollout.collect(seed))
         episodes = {k: torch.cat([r.episodes[k] for r in results]) for k in results[0].episodes}
-        return concat_batches([r.batch for r in results]), episodes, sum(r.env_steps for r in results)
+        return RolloutBatch.cat([r.batch for r in results]), episodes, sum(r.env_steps for r in results)
 
     def train_step(self) -> dict[str, float]:
         """One step: sync -> rollouts -> advantages -> update -> log; returns its metrics (``time/*`` included)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +41,13 @@ def default_policy_factory(cfg: Any, device: str) -> torch.nn.Module:
 
 
 def split_batch(batch: RolloutBatch, parts: int) -> list[RolloutBatch]:
-    """``parts`` slices of the env axis B (``[T, B, ...]`` fields, ``[B, ...]`` for last_values / scores)."""
+    """``batch.split(parts)`` (envs split along B), with the user-facing error when B does not divide."""
     if batch.num_envs % parts:
         raise ConfigError(
             f"the rollout has {batch.num_envs} envs, which do not split evenly over {parts} trainer ranks",
             key="env.train.total_num_envs", fix=f"use a multiple of {parts} envs (x rollout_epoch)",
         )
-    size = batch.num_envs // parts
-    out = []
-    for i in range(parts):
-        cut = slice(i * size, (i + 1) * size)
-        kwargs = {}
-        for f in fields(batch):
-            value = getattr(batch, f.name)
-            batch_first = f.name in ("last_values", "episode_scores")
-            if isinstance(value, dict):
-                kwargs[f.name] = {k: v[:, cut] for k, v in value.items()}
-            elif isinstance(value, torch.Tensor):
-                kwargs[f.name] = value[cut] if batch_first else value[:, cut]
-            else:
-                kwargs[f.name] = value
-        out.append(RolloutBatch(**kwargs))
-    return out
+    return batch.split(parts)
 
 
 def _mean_metrics(per_rank: list[dict[str, float]]) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""RolloutBatch validation and micro-batching; the name registries."""
+"""RolloutBatch validation, split / cat along the env axis, micro-batching; the name registries."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ def test_micro_batches_cover_every_sample_once(micro, shuffle):
     batch = _batch()
     gen = torch.Generator().manual_seed(0)
     seen = []
-    for mb in batch.iter_micro_batches(micro, shuffle=shuffle, generator=gen):
+    flat = batch.flatten()
+    micro_batches = [idx for group in split_indices(len(flat), len(flat), micro, shuffle, gen) for idx in group]
+    for mb in (flat.select(idx) for idx in micro_batches):
         assert len(mb) <= micro
         # each sample keeps its own fields together: token id == advantage == t * B + b
         torch.testing.assert_close(mb.forward_inputs["tokens"][:, 0].float(), mb.advantages)
@@ -59,6 +61,26 @@ def test_micro_batches_cover_every_sample_once(micro, shuffle):
     assert sorted(seen) == list(range(12))
     if not shuffle:
         assert seen == list(range(12))  # time-major order: sample t * B + b
+
+
+def test_split_and_cat_follow_each_fields_env_axis():
+    batch = _batch(b=4)
+    batch.last_values = torch.arange(4.0).reshape(4, 1)  # [B, V]: the env axis is 0 here, 1 elsewhere
+    left, right = batch.split(2)
+    for part, envs in ((left, [0, 1]), (right, [2, 3])):
+        part.validate()
+        assert part.num_envs == 2 and part.last_values.view(-1).tolist() == [float(e) for e in envs]
+        assert part.forward_inputs["tokens"][:, :, 0].tolist() == [[t * 4 + e for e in envs] for t in range(3)]
+        torch.testing.assert_close(part.advantages, batch.advantages[:, envs])
+    merged = RolloutBatch.cat([left, right])
+    for name in ("old_logprobs", "rewards", "loss_mask", "old_values", "last_values", "advantages", "returns"):
+        assert torch.equal(getattr(merged, name), getattr(batch, name)), name
+    assert torch.equal(merged.forward_inputs["tokens"], batch.forward_inputs["tokens"])
+    with pytest.raises(ValueError, match="4 envs do not split into 3"):
+        batch.split(3)
+    no_values = _batch()
+    no_values.old_values = no_values.bootstrap_values = no_values.last_values = None
+    assert RolloutBatch.cat(no_values.split(4)).old_values is None
 
 
 def test_split_indices_groups_global_then_micro():

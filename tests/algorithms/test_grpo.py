@@ -86,11 +86,3 @@ def test_batch_filtering_clears_the_loss_mask_of_dropped_groups():
     assert batch.loss_mask.tolist() == [[True, True, False, False]]
     # normalisation over the kept entries: +-1 / (1 + 1e-8)
     assert batch.advantages[0].tolist() == pytest.approx([1.0, -1.0, 0.0, 0.0], rel=1e-6)
-
-
-def test_explicit_episode_scores_override_rewards():
-    batch = _grpo_batch(torch.zeros(1, 2, 1), dones_at=[0, 0])
-    batch.episode_scores = torch.tensor([3.0, 1.0])
-    cfg = AlgorithmConfig(adv_type="grpo", loss_type="actor", group_size=2, normalize_advantages=False)
-    adv, _ = compute_advantages(batch, cfg)
-    assert adv[0, 0] > 0 > adv[0, 1]

@@ -6,9 +6,10 @@ import pytest
 import torch
 from tiny_policy import TinyPolicy
 
+from rlvla_cli.algorithms.batch import RolloutBatch
 from rlvla_cli.config.env import BuiltinEnvConfig
 from rlvla_cli.envs.workers.pool import EnvWorkerPool
-from rlvla_cli.runtime.rollout_worker import RolloutWorker, concat_batches, episode_metrics
+from rlvla_cli.runtime.rollout_worker import RolloutWorker, episode_metrics
 
 
 def env_cfg(**kw) -> BuiltinEnvConfig:
@@ -46,7 +47,7 @@ def test_concat_rollout_epochs_and_stop():
     policy = TinyPolicy(num_action_chunks=2)
     with EnvWorkerPool(env_cfg(), num_workers=2, stages=1, max_chunk=2) as pool:
         worker = RolloutWorker(policy, "cpu", pool, steps_per_rollout=2)
-        merged = concat_batches([worker.collect(1).batch, worker.collect(2).batch])
+        merged = RolloutBatch.cat([worker.collect(1).batch, worker.collect(2).batch])
         assert merged.num_envs == 8 and merged.last_values.shape == (8, 1)
         worker.should_stop = lambda: True
         with pytest.raises(InterruptedError):
