@@ -78,11 +78,13 @@ class AdapterPlan:
     """What ``load_adapter`` does with each stored adapter tensor. ``load``: on-disk name (peft's
     ``base_model.model.<module>.lora_A.weight``) -> parameter name in the module (``<module>.lora_A.default.weight``);
     ``dropped``: on-disk name -> why it is not loaded (logged, counted); ``elsewhere``: on-disk name -> the name
-    relative to the policy for tensors a caller applies itself (e.g. a LoRA on a head outside the adapted module)."""
+    relative to the policy for tensors a caller applies itself (e.g. a LoRA on a head outside the adapted module);
+    ``absent``: adapter parameters of the module the file does not have (filled in by ``load_adapter``)."""
 
     load: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
     elsewhere: dict[str, str] = field(default_factory=dict)
+    absent: list[str] = field(default_factory=list)
 
     def drop_summary(self) -> str:
         """One line: how many tensors were dropped, per reason."""
@@ -132,8 +134,16 @@ def load_adapter(
     own.update({n: params[n] for n in plan.load.values() if ".base_layer." in n and n in params})
     loaded = {name: stored[key] for key, name in plan.load.items()}
     missing = sorted(n for n in set(own) - set(loaded) if "lora_" in n)
+    # A module the file has no adapter for keeps peft's init, B = 0: the identity, as PeftModel.from_pretrained
+    # leaves it (e.g. a suffix target such as "proj" also matching a Conv2d the saving run did not adapt).
+    plan.absent = [n for n in missing if _is_noop_pair(n, own, loaded)]
+    missing = sorted(set(missing) - set(plan.absent))
     unexpected = sorted(set(loaded) - set(own))
     bad = [n for n in loaded if n in own and loaded[n].shape != own[n].shape]
+    if own and not loaded:
+        raise AssetError(f"LoRA adapter {directory} holds no tensor for this model's adapted modules "
+                         f"({len(plan.dropped)} dropped, {len(plan.elsewhere)} for other heads)",
+                         key="actor.model.lora_path", fix="point lora_path at the adapter trained for this model")
     if missing or unexpected or bad:
         raise AssetError(
             f"LoRA adapter {directory} does not fit this model: {len(missing)} missing {missing[:3]}, "
@@ -145,6 +155,15 @@ def load_adapter(
         for name, tensor in loaded.items():
             own[name].copy_(tensor.to(own[name].dtype))
     return plan, stored
+
+
+def _is_noop_pair(name: str, own: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor]) -> bool:
+    """Whether ``name`` belongs to an adapter absent from the file altogether whose B starts at zero."""
+    pair = [name.replace(a, b) for a, b in ((".lora_A.", ".lora_B."), (".lora_B.", ".lora_A."),
+                                              (".lora_embedding_A.", ".lora_embedding_B."),
+                                              (".lora_embedding_B.", ".lora_embedding_A."))] + [name]
+    b_names = [n for n in pair if ("lora_B" in n or "lora_embedding_B" in n) and n in own]
+    return not any(n in loaded for n in pair) and bool(b_names) and all(not own[n].any() for n in b_names)
 
 
 HEADS_WEIGHTS = "heads.safetensors"

@@ -183,6 +183,10 @@ def _finish(policy: PrismaticPolicy, cfg, device: str) -> None:
             if plan.dropped:
                 logger.info("%s: %d adapter tensors not loaded: %s", cfg.lora_path, len(plan.dropped),
                             plan.drop_summary())
+            if plan.absent:
+                logger.info("%s has no adapter for %d LoRA tensors (e.g. %s): they stay at peft's init, B = 0, "
+                            "an identity, as PeftModel.from_pretrained leaves them", cfg.lora_path,
+                            len(plan.absent), plan.absent[0])
             _merge_head_adapters(policy, plan.elsewhere, stored, cfg.lora_path)
             load_heads(policy, cfg.lora_path)
     if cfg.gradient_checkpointing:

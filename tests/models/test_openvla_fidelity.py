@@ -261,3 +261,62 @@ def test_adapter_on_the_proprio_projector_is_merged(tmp_path):
         expected = peft_model.base_model.model.proprio_projector(states)
         torch.testing.assert_close(policy.proprio_projector(states), expected, atol=1e-5, rtol=1e-5)
     assert not torch.equal(policy.proprio_projector.fc1.weight, proprio["fc1.weight"])
+
+
+def test_adapter_without_some_targets_keeps_them_identity(real, tmp_path, caplog):
+    """peft < 0.12 saved ``all-linear`` as suffix names ("proj" also matches the towers' patch_embed Conv2d it did
+    not adapt): PeftModel.from_pretrained leaves such modules at init (B = 0, the identity); so do we, and say
+    so. A file missing half of one pair is still refused."""
+    from safetensors.torch import load_file, save_file
+
+    root, _ = real
+    source = root / "RLinf-OpenVLAOFT-ManiSkill-Base-Lora"
+    lora = tmp_path / "lora"
+    lora.mkdir()
+    (lora / "adapter_config.json").write_text((source / "adapter_config.json").read_text())
+    tensors = load_file(str(source / "adapter_model.safetensors"))
+    save_file({k: v for k, v in tensors.items() if "patch_embed" not in k}, str(lora / "adapter_model.safetensors"))
+    with caplog.at_level(logging.INFO, logger="rlvla_cli.models.openvla_builder"):
+        policy = build_policy(_cfg(root / BASE, is_lora=True, lora_path=str(lora)))
+    assert "no adapter for 4 LoRA tensors" in caplog.text
+    assert not policy.vla.vision_backbone.featurizer.patch_embed.proj.lora_B["default"].weight.any()
+    save_file({k: v for k, v in tensors.items() if "patch_embed.proj.lora_B" not in k},
+              str(lora / "adapter_model.safetensors"))
+    with pytest.raises(AssetError, match="2 missing"):
+        build_policy(_cfg(root / BASE, is_lora=True, lora_path=str(lora)))
+
+
+def test_openvla_decodes_as_the_reference(real):
+    """OpenVLA (openvla/openvla modeling_prismatic.py ``predict_action``: prompt + 29871, patches after ``<s>``,
+    causal Llama, greedy ``generate`` of action_dim tokens; RLinf restricts each step to the 256 action ids).
+    The reference loop below recomputes the whole sequence each step (no KV cache, no padding)."""
+    from rlvla_cli.config.model import OpenVLAModelConfig
+    from rlvla_cli.models.tokenization import PROMPT
+
+    root, _ = real
+    policy = build_policy(OpenVLAModelConfig(model_path=str(root / BASE), precision="fp32", image_size=28,
+                                             max_prompt_length=48, attn_implementation="eager",
+                                             unnorm_key="bridge_orig"))
+    obs = make_obs(3)
+    out = policy.predict(obs, "eval")
+    ev = policy.evaluate(out.forward_inputs)
+    tok, vocab_end = policy.tokenizer, policy.tokenizer.vocab_size
+    for row in range(3):
+        ids = tok(PROMPT.format(task=obs["task_descriptions"][row].lower()))["input_ids"]
+        space = tok.convert_tokens_to_ids("\u2581")
+        ids = torch.tensor([ids + ([space] if ids[-1] != space else [])])
+        inputs = policy.inputs_from_obs({k: v[row: row + 1] for k, v in obs.items()})
+        patches = policy.vla.projector(policy.vla.vision_backbone(policy.pixel_values(inputs)))
+        embeds = policy.vla.embed_tokens(ids)
+        seq = torch.cat([embeds[:, :1], patches, embeds[:, 1:]], dim=1)
+        chosen, logps = [], []
+        for _ in range(7):
+            with torch.no_grad():
+                logits = policy.vla.language_model(inputs_embeds=seq).logits[0, -1].float()
+            action_logp = logits[vocab_end - 256: vocab_end].log_softmax(-1)
+            token = vocab_end - 256 + int(action_logp.argmax())
+            chosen.append(token)
+            logps.append(action_logp[token - (vocab_end - 256)])
+            seq = torch.cat([seq, policy.vla.embed_tokens(torch.tensor([[token]]))], dim=1)
+        assert out.forward_inputs["action_tokens"][row].tolist() == chosen
+        torch.testing.assert_close(ev.logprobs[row].flatten(), torch.stack(logps), atol=2e-5, rtol=0)
