@@ -118,52 +118,80 @@ def read_adapter_tensors(directory: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+@dataclass
+class AdapterFit:
+    """How stored adapter tensors fit an injected module (names are parameter names of the module)."""
+
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]  # "name: adapter (shape) vs model (shape)"
+    absent: list[str]  # adapters the file lacks whose B starts at zero: peft leaves them as the identity
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+
+def adapter_fit(params: dict[str, tuple[int, ...]], loaded: dict[str, tuple[int, ...]],
+                b_starts_at_zero: Callable[[str], bool]) -> AdapterFit:
+    """Pure check of ``loaded`` (parameter name -> stored shape, from an ``AdapterPlan``) against the module's
+    ``params`` (every parameter name -> shape). Expected: every ``lora_`` parameter, plus the
+    ``<module>.base_layer.weight`` peft saves for an adapted embedding / lm_head (``save_embedding_layers``, on
+    when lm_head is a target as in RLinf's defaults; PeftModel.from_pretrained loads it). A module the file has
+    no tensor for at all stays at peft's init when ``b_starts_at_zero(name of its B)``: the identity, as
+    PeftModel.from_pretrained leaves it (e.g. a suffix target "proj" also matching a Conv2d the saving run did
+    not adapt)."""
+    own = {n: s for n, s in params.items() if "lora_" in n}
+    own.update({n: params[n] for n in loaded if ".base_layer." in n and n in params})
+    missing = sorted(n for n in set(own) - set(loaded) if "lora_" in n)
+    absent = [n for n in missing if _absent_noop(n, own, loaded, b_starts_at_zero)]
+    return AdapterFit(
+        missing=sorted(set(missing) - set(absent)),
+        unexpected=sorted(set(loaded) - set(own)),
+        mismatched=[f"{n}: adapter {tuple(loaded[n])} vs model {tuple(own[n])}" for n in sorted(loaded)
+                    if n in own and tuple(loaded[n]) != tuple(own[n])],
+        absent=absent,
+    )
+
+
+def _absent_noop(name: str, own: dict, loaded: dict, b_starts_at_zero: Callable[[str], bool]) -> bool:
+    pair = [name] + [name.replace(a, b) for a, b in ((".lora_A.", ".lora_B."), (".lora_B.", ".lora_A."),
+                                                     (".lora_embedding_A.", ".lora_embedding_B."),
+                                                     (".lora_embedding_B.", ".lora_embedding_A."))]
+    b_names = [n for n in pair if ("lora_B" in n or "lora_embedding_B" in n) and n in own]
+    return not any(n in loaded for n in pair) and bool(b_names) and all(b_starts_at_zero(n) for n in b_names)
+
+
 def load_adapter(
     module: nn.Module, directory: str | Path, plan_fn: Callable[[list[str]], AdapterPlan] = default_adapter_plan
 ) -> tuple[AdapterPlan, dict[str, torch.Tensor]]:
     """Copy a saved peft adapter into ``module`` (already injected with a matching config). ``plan_fn`` decides
-    which stored tensors load where (and which are dropped, with a reason); every adapter tensor of the module
-    must then be present with its shape, else ``AssetError`` lists the first differences. Returns the plan and
-    the stored tensors (for the caller's ``plan.elsewhere``)."""
+    which stored tensors load where (and which are dropped, with a reason); ``adapter_fit`` decides whether they
+    fit, else ``AssetError`` lists the first differences. Returns the plan (``absent`` filled in) and the stored
+    tensors (for the caller's ``plan.elsewhere``)."""
     stored = read_adapter_tensors(directory)
     plan = plan_fn(sorted(stored))
     params = dict(module.named_parameters())
-    own = {n: p for n, p in params.items() if "lora_" in n}
-    # peft also saves an adapted embedding / lm_head's base weight (`save_embedding_layers`, on when lm_head is a
-    # target, as in RLinf's defaults): `<module>.base_layer.weight`, loaded like PeftModel.from_pretrained does
-    own.update({n: params[n] for n in plan.load.values() if ".base_layer." in n and n in params})
     loaded = {name: stored[key] for key, name in plan.load.items()}
-    missing = sorted(n for n in set(own) - set(loaded) if "lora_" in n)
-    # A module the file has no adapter for keeps peft's init, B = 0: the identity, as PeftModel.from_pretrained
-    # leaves it (e.g. a suffix target such as "proj" also matching a Conv2d the saving run did not adapt).
-    plan.absent = [n for n in missing if _is_noop_pair(n, own, loaded)]
-    missing = sorted(set(missing) - set(plan.absent))
-    unexpected = sorted(set(loaded) - set(own))
-    bad = [n for n in loaded if n in own and loaded[n].shape != own[n].shape]
-    if own and not loaded:
+    fit = adapter_fit({n: tuple(p.shape) for n, p in params.items()}, {n: tuple(t.shape) for n, t in loaded.items()},
+                      lambda n: not params[n].any())
+    plan.absent = fit.absent
+    if any("lora_" in n for n in params) and not loaded:
         raise AssetError(f"LoRA adapter {directory} holds no tensor for this model's adapted modules "
                          f"({len(plan.dropped)} dropped, {len(plan.elsewhere)} for other heads)",
                          key="actor.model.lora_path", fix="point lora_path at the adapter trained for this model")
-    if missing or unexpected or bad:
+    if not fit.ok:
         raise AssetError(
-            f"LoRA adapter {directory} does not fit this model: {len(missing)} missing {missing[:3]}, "
-            f"{len(unexpected)} unexpected {unexpected[:3]}, {len(bad)} shape mismatches {bad[:3]}",
+            f"LoRA adapter {directory} does not fit this model: {len(fit.missing)} missing {fit.missing[:3]}, "
+            f"{len(fit.unexpected)} unexpected {fit.unexpected[:3]}, {len(fit.mismatched)} shape mismatches "
+            f"{fit.mismatched[:3]}",
             key="actor.model.lora_path",
             fix="use the adapter's own lora_rank / lora_target_modules (see its adapter_config.json)",
         )
     with torch.no_grad():
         for name, tensor in loaded.items():
-            own[name].copy_(tensor.to(own[name].dtype))
+            params[name].copy_(tensor.to(params[name].dtype))
     return plan, stored
-
-
-def _is_noop_pair(name: str, own: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor]) -> bool:
-    """Whether ``name`` belongs to an adapter absent from the file altogether whose B starts at zero."""
-    pair = [name.replace(a, b) for a, b in ((".lora_A.", ".lora_B."), (".lora_B.", ".lora_A."),
-                                              (".lora_embedding_A.", ".lora_embedding_B."),
-                                              (".lora_embedding_B.", ".lora_embedding_A."))] + [name]
-    b_names = [n for n in pair if ("lora_B" in n or "lora_embedding_B" in n) and n in own]
-    return not any(n in loaded for n in pair) and bool(b_names) and all(not own[n].any() for n in b_names)
 
 
 HEADS_WEIGHTS = "heads.safetensors"
