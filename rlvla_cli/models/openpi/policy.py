@@ -36,6 +36,7 @@ from rlvla_cli.models.openpi.gemma_joint import PrefixCache
 from rlvla_cli.models.openpi.norm_stats import OpenPINormStats, normalize, unnormalize
 from rlvla_cli.models.openpi.pi0 import OpenPIFlowModel
 from rlvla_cli.models.openpi.presets import get_preset, with_image_size
+from rlvla_cli.models.openpi.saving import save_openpi_policy
 from rlvla_cli.models.openpi.state_tokens import PromptTokenizer, discretize_state
 from rlvla_cli.models.value_head import ValueHead
 
@@ -257,6 +258,4 @@ class OpenPIPolicy(VLAPolicy):
     def save_pretrained(self, directory: str | Path) -> None:
         """openpi layout (model.safetensors) + heads.safetensors + config.json + norm_stats.json (+ tokenizer.json);
         with LoRA the peft adapter of the VLM + heads.safetensors (expert, projections, heads) instead."""
-        from rlvla_cli.models.openpi.build import save_openpi_policy
-
         save_openpi_policy(self, directory)
