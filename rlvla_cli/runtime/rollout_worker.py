@@ -17,6 +17,7 @@ from rlvla_cli.algorithms.batch import RolloutBatch
 from rlvla_cli.algorithms.levels import mask_after_first_done
 from rlvla_cli.envs.base import ChunkStepResult
 from rlvla_cli.envs.episode import EPISODE_METRICS
+from rlvla_cli.envs.workers.pool import EnvPool
 from rlvla_cli.models.base import PolicyOutput, SamplingParams
 
 
@@ -56,7 +57,7 @@ def to_cpu(tensor: torch.Tensor) -> torch.Tensor:
 
 
 class RolloutWorker:
-    """Drives ``pool`` (an ``EnvWorkerPool``-like object: ``stages``, ``reset``, ``send_actions``, ``recv``)
+    """Drives ``pool`` (an ``EnvPool``: ``stages``, ``reset``, ``send_actions``, ``recv``)
     with ``policy`` on ``device``.
 
     steps_per_rollout: T chunk steps per rollout epoch; auto_reset: the env config's ``auto_reset`` (without it
@@ -64,7 +65,7 @@ class RolloutWorker:
     should_stop: polled between chunk steps; returning True aborts the rollout with ``InterruptedError``.
     """
 
-    def __init__(self, policy: torch.nn.Module, device: str | torch.device, pool: Any, steps_per_rollout: int,
+    def __init__(self, policy: torch.nn.Module, device: str | torch.device, pool: EnvPool, steps_per_rollout: int,
                  sampling_cfg: Any = None, auto_reset: bool = True, needs_values: bool = True,
                  should_stop: Any = None):
         self.policy, self.device, self.pool = policy, torch.device(device), pool

@@ -1,8 +1,8 @@
 """All trainer ranks behind one handle: the driver is rank 0; ranks 1..N-1 are spawned followers.
 
-Rank 0 broadcasts a command (``train`` / ``save`` / ``load`` / ``stop``), scatters each rank its slice of the
-rollout batch (envs split along B), and gathers the metrics (averaged over ranks). DeepSpeed all-reduces the
-gradients inside the step, so every rank's module holds the same weights afterwards.
+Rank 0 broadcasts a command (``Train`` / ``Save`` / ``Load`` / ``Stop``, frozen dataclasses), scatters each rank
+its slice of the rollout batch (envs split along B), and gathers the metrics (averaged over ranks). DeepSpeed
+all-reduces the gradients inside the step, so every rank's module holds the same weights afterwards.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,35 @@ from rlvla_cli.runtime.signals import die_with_parent, ignore_interrupts
 from rlvla_cli.runtime.trainer import Trainer
 
 PolicyFactory = Callable[[Any, str], torch.nn.Module]
+
+
+@dataclass(frozen=True)
+class Train:
+    """One training step at ``global_step``; each rank then receives its shard of the batch (scatter)."""
+
+    global_step: int
+
+
+@dataclass(frozen=True)
+class Save:
+    """Write every rank's engine state and RNG into ``directory`` (a checkpoint staging directory)."""
+
+    directory: str
+
+
+@dataclass(frozen=True)
+class Load:
+    """Restore every rank from the checkpoint ``directory``."""
+
+    directory: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Leave the command loop (then the process group is torn down)."""
+
+
+Command = Train | Save | Load | Stop
 
 
 def default_policy_factory(cfg: Any, device: str) -> torch.nn.Module:
@@ -78,7 +108,7 @@ def follower_main(cfg: Any, rank: int, world: int, port: int | None, device: str
             holder = [None]
             dist.broadcast_object_list(holder, src=0)
             command = holder[0]
-            if command[0] == "stop":
+            if isinstance(command, Stop):
                 dist.barrier()  # rank 0 waits here too: nobody tears the group down mid-message
                 break
             _serve_command(trainer, command, rank)
@@ -90,19 +120,19 @@ def follower_main(cfg: Any, rank: int, world: int, port: int | None, device: str
     shutdown_distributed()
 
 
-def _serve_command(trainer: Trainer, command: tuple, rank: int) -> None:
-    if command[0] == "train":
+def _serve_command(trainer: Trainer, command: Command, rank: int) -> None:
+    if isinstance(command, Train):
         shard = [None]
         dist.scatter_object_list(shard, None, src=0)
-        metrics = trainer.train(shard[0], command[1])
+        metrics = trainer.train(shard[0], command.global_step)
         dist.gather_object(metrics, None, dst=0)
-    elif command[0] == "save":
-        trainer.save(Path(command[1]))
-        ckpt.save_rng(Path(command[1]), f"rank_{rank}")
+    elif isinstance(command, Save):
+        trainer.save(Path(command.directory))
+        ckpt.save_rng(Path(command.directory), f"rank_{rank}")
         dist.barrier()
-    elif command[0] == "load":
-        trainer.load(Path(command[1]))
-        ckpt.load_rng(Path(command[1]), f"rank_{rank}")
+    elif isinstance(command, Load):
+        trainer.load(Path(command.directory))
+        ckpt.load_rng(Path(command.directory), f"rank_{rank}")
         dist.barrier()
     else:
         raise ValueError(f"unknown trainer command {command!r}")
@@ -148,7 +178,7 @@ class TrainerGroup:
             if not proc.is_alive():
                 raise WorkerError(f"trainer rank {rank} (pid {proc.pid}) died with exit code {proc.exitcode}")
 
-    def _command(self, *command: Any) -> None:
+    def _command(self, command: Command) -> None:
         if self.world > 1:
             self.check_alive()
             dist.broadcast_object_list([command], src=0)
@@ -157,7 +187,7 @@ class TrainerGroup:
         """One training step over all ranks; metrics averaged over ranks."""
         if self.world == 1:
             return self.trainer.train(batch, global_step)
-        self._command("train", global_step)
+        self._command(Train(global_step))
         shard = [None]
         dist.scatter_object_list(shard, split_batch(batch, self.world), src=0)
         metrics = self.trainer.train(shard[0], global_step)
@@ -168,7 +198,7 @@ class TrainerGroup:
     def save(self, staging: Path, rank0_rng: dict | None = None) -> None:
         """Every rank's engine state and RNG into ``staging`` (rank 0's RNG from ``rank0_rng`` when given: the
         snapshot taken at the end of the last finished step)."""
-        self._command("save", str(staging))
+        self._command(Save(str(staging)))
         self.trainer.save(staging)
         (staging / "rng").mkdir(parents=True, exist_ok=True)
         if rank0_rng is None:
@@ -179,7 +209,7 @@ class TrainerGroup:
             dist.barrier()
 
     def load(self, checkpoint: Path) -> None:
-        self._command("load", str(checkpoint))
+        self._command(Load(str(checkpoint)))
         self.trainer.load(checkpoint)
         ckpt.load_rng(checkpoint, "rank_0")
         if self.world > 1:
@@ -191,7 +221,7 @@ class TrainerGroup:
         self._closed = True
         if self.world > 1 and all(p.is_alive() for p in self.followers):
             try:
-                dist.broadcast_object_list([("stop",)], src=0)
+                dist.broadcast_object_list([Stop()], src=0)
                 dist.barrier()  # matches the followers' barrier before they destroy their group
             except Exception:  # noqa: BLE001 - a dead peer; the processes are stopped below
                 pass

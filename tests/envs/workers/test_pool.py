@@ -123,22 +123,3 @@ def test_workers_and_segments_vanish_when_the_runtime_is_killed(tmp_path):
         time.sleep(0.2)
     assert not any(_running(p) for p in pids)  # no orphans: workers exit when their pipe closes
     assert list_segments() == before  # the resource tracker unlinks what the killed runtime owned
-
-
-def test_inline_pool_matches_the_worker_pool():
-    from rlvla_cli.envs.workers.pool import InlineEnvPool, make_env_pool
-
-    cfg = BuiltinEnvConfig(total_num_envs=8, max_episode_steps=4)
-    generator = torch.Generator().manual_seed(2)
-    actions = [torch.rand(4, 2, 7, generator=generator) * 2 - 1 for _ in range(6)]
-    with make_env_pool(cfg, num_workers=0, stages=2, seed=1, max_chunk=2) as inline, \
-            make_env_pool(cfg, num_workers=1, stages=2, seed=1, max_chunk=2) as workers:
-        assert isinstance(inline, InlineEnvPool) and inline.envs_per_stage == workers.envs_per_stage == 4
-        for a, b in zip(inline.reset(), workers.reset(), strict=True):
-            assert torch.equal(a["main_images"], b["main_images"])
-        for i, chunk in enumerate(actions):
-            stage = i % 2
-            x, y = inline.step(stage, chunk), workers.step(stage, chunk)
-            assert torch.equal(x.rewards, y.rewards) and torch.equal(x.obs["main_images"], y.obs["main_images"])
-            assert torch.equal(x.infos["final_mask"], y.infos["final_mask"])
-            assert torch.equal(x.infos["reset_state_ids"], y.infos["reset_state_ids"])
