@@ -177,6 +177,9 @@ def _finish(policy: PrismaticPolicy, cfg, device: str) -> None:
         if cfg.lora_path and cfg.model_path:
             check_adapter_base(cfg.lora_path, cfg.model_path)
         policy.lora_config = lora_config_for(cfg, OPENVLA_LORA_TARGETS, cfg.model_path)
+        if getattr(policy.lora_config, "use_dora", False):  # action_logits adds plain LoRA deltas only
+            raise AssetError(f"{cfg.lora_path or 'the LoRA config'} uses DoRA, which OpenVLA here does not support",
+                             key="actor.model.lora_path", fix="use a plain LoRA adapter (use_dora: false)")
         inject_lora(policy.vla, policy.lora_config)
         if cfg.lora_path and device != "meta":
             plan, stored = load_adapter(policy.vla, cfg.lora_path, lambda keys: adapter_key_plan(keys, policy.vla.dims))

@@ -152,6 +152,9 @@ def test_lm_head_lora_reaches_the_action_logits(real):
         base_only = hidden @ policy.vla.language_model.lm_head.weight[ids].t()
     torch.testing.assert_close(ours, peft_out, atol=1e-5, rtol=1e-5)
     assert (ours - base_only).abs().max() > 1e-3
+    out = policy.predict(make_obs(2), "train")  # and RL updates reach the lm_head adapter through the log-probs
+    policy.evaluate(out.forward_inputs).logprobs.sum().backward()
+    assert policy.vla.language_model.lm_head.lora_B["default"].weight.grad.abs().sum() > 0
 
 
 def test_adapter_base_pairing(real, tmp_path, caplog):
