@@ -23,9 +23,10 @@ from rlvla_cli.models.tokenization import PromptEncoder
 from rlvla_cli.models.value_head import ValueHead
 from rlvla_cli.models.vision import preprocess_images
 
-# Every linear layer of the towers, projector and Llama (OpenVLA's "all-linear" LoRA, lm_head excluded).
+# RLinf's default LoRA targets (rlinf/models/__init__.py) that exist in the modules rlvla builds: every linear
+# layer of the towers, projector and Llama, and lm_head (its adapter reaches the action logits).
 OPENVLA_LORA_TARGETS = ["qkv", "proj", "fc1", "fc2", "fc3", "q_proj", "k_proj", "v_proj", "o_proj",
-                        "gate_proj", "up_proj", "down_proj"]
+                        "gate_proj", "up_proj", "down_proj", "lm_head"]
 
 
 def sample_bins(scaled_logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:
