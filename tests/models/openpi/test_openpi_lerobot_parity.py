@@ -134,7 +134,10 @@ def test_lerobot_weights_load_by_name(reference, parity_preset, case):
     ours = policy.state_dict()
     theirs = load_file(str(reference[case] / "model.safetensors"))
     mapped = {openpi_key_to_ours(k): v for k, v in theirs.items() if openpi_key_to_ours(k) is not None}
-    assert len(mapped) >= len(theirs) - 2  # only the two LM heads (tied / unused) are dropped
+    dropped = sorted(k for k in theirs if openpi_key_to_ours(k) is None)  # tied VLM head, unused expert head
+    prefix = "paligemma_with_expert."
+    assert dropped == [prefix + "gemma_expert.lm_head.weight", prefix + "paligemma.lm_head.weight"]
+    assert set(mapped) == {k for k in ours if k.startswith("flow.")}  # every network tensor comes from LeRobot
     for name, tensor in mapped.items():
         assert torch.equal(ours[name], tensor), name
 
