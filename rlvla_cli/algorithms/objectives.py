@@ -1,8 +1,8 @@
 """Per-micro-batch training objectives, registered by ``loss_type``: ``actor_critic`` and ``actor``.
 
 Each maps ``(EvaluateOutput, FlatBatch, AlgorithmConfig, critic_warmup_active)`` to ``(loss, metrics)``:
-the loss to minimise (scalar) and detached metrics under DESIGN.md's names. Log-probs arrive per action
-dimension ``[N, C, A]`` and are reduced to ``cfg.logprob_type``; advantages ``[N]`` / ``[N, C]`` are broadcast.
+the loss to minimise (scalar) and detached metrics (names: docs/architecture.md, "Metrics"). Log-probs arrive per
+action dimension ``[N, C, A]`` and are reduced to ``cfg.logprob_type``; advantages ``[N]`` / ``[N, C]`` are broadcast.
 """
 
 from __future__ import annotations

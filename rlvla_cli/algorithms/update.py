@@ -81,7 +81,7 @@ def update_epoch(
     ``cfg.shuffle_micro_batches``, split into global batches of ``global_batch_size / data_parallel_size``
     samples on this rank, each into micro-batches of ``micro_batch_size`` whose gradients accumulate into one
     optimizer step. ``critic_warmup_active``: only the value loss is optimised. A NaN/inf loss or gradient
-    skips that step (``train/skipped_steps``). Returns mean metrics under DESIGN.md's names.
+    skips that step (``train/skipped_steps``). Returns mean metrics under the names of docs/architecture.md ("Metrics").
     """
     flat = batch.flatten()
     per_rank_global = max(1, global_batch_size // max(1, data_parallel_size))

@@ -39,6 +39,21 @@ def hardware_placement(cfg: Any) -> tuple[Any, tuple[bool, bool]]:
     return result.placement, (bool(actor and actor.applied), bool(rollout and rollout.applied))
 
 
+def _multinode_error(cfg: Any, config: Path | None, overrides: list[str]) -> UserError:
+    """The refusal of a multi-node run started without DeepSpeed's launcher, with the launch command to use."""
+    import shlex
+
+    from rlvla_cli.runtime.launcher import multinode_command
+
+    gpus = cfg.cluster.num_gpus_per_node or "<GPUs per node>"
+    command = multinode_command(cfg.cluster, gpus, str(config or "<config.yaml>"), list(overrides), "hostfile")
+    return UserError(
+        "multi-node runs are started by DeepSpeed's launcher on every node", key="cluster.num_nodes",
+        fix=f"write `hostfile` with one `<host> slots={gpus}` line per node (in the order of cluster.hosts) and "
+            f"run on the first node: {shlex.join(command)}",
+    )
+
+
 def run_train(config: Path | None, overrides: list[str]) -> None:
     """The body of ``rlvla train [--config F] [a.b=c ...]`` (no config: the built-in quickstart)."""
     from rlvla_cli.runtime.threads import available_cpus
@@ -54,12 +69,7 @@ def run_train(config: Path | None, overrides: list[str]) -> None:
     from rlvla_cli.runtime.launcher import launched_externally
 
     if cfg.cluster.num_nodes > 1 and not launched_externally():
-        raise UserError(
-            "multi-node runs are started by DeepSpeed's launcher on every node",
-            key="cluster.num_nodes",
-            fix="run `deepspeed --hostfile <hosts> --no_local_rank --module rlvla_cli train ...` "
-                "(rlvla_cli.runtime.launcher.multinode_command builds it from cluster.hosts)",
-        )
+        raise _multinode_error(cfg, config, overrides)
     from rlvla_cli.runtime.runner import run_dir_of
 
     ensure_output_dir(run_dir_of(cfg), "runner.output_dir")  # before workers start, not after a step

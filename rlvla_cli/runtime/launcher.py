@@ -2,16 +2,14 @@
 
 One node: the driver is trainer rank 0 and spawns ranks 1..N-1 (``spawn`` start method) that join the same
 process group (gloo on a CPU, NCCL on GPUs) through ``deepspeed.init_distributed``. Several nodes: the run is
-started by DeepSpeed's launcher with a hostfile written from ``cluster.hosts`` (:func:`multinode_command`).
+started by DeepSpeed's launcher on every node (``rlvla train`` prints the command, :func:`multinode_command`).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shlex
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +105,7 @@ def stop_processes(processes: list, timeout_s: float = 10.0) -> None:
             proc.join(timeout=2.0)
 
 
-def write_hostfile(hosts: list[str], slots_per_host: int, path: str | Path) -> Path:
-    """DeepSpeed hostfile: one ``<host> slots=<n>`` line per node, in rank order."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{host} slots={slots_per_host}\n" for host in hosts))
-    return path
-
-
-def multinode_command(cluster_cfg: Any, gpus_per_node: int, config_path: str, overrides: list[str],
+def multinode_command(cluster_cfg: Any, gpus_per_node: int | str, config_path: str, overrides: list[str],
                       hostfile: str | Path) -> list[str]:
     """The ``deepspeed`` launcher command that starts ``rlvla train`` on every node of ``cluster.hosts``
     (each node runs its share of trainer ranks; node 0 drives the loop)."""
@@ -126,11 +116,3 @@ def multinode_command(cluster_cfg: Any, gpus_per_node: int, config_path: str, ov
         "--no_local_rank",
         "--module", "rlvla_cli", "train", "--config", config_path, *overrides,
     ]
-
-
-def format_command(command: list[str]) -> str:
-    return " ".join(shlex.quote(part) for part in command)
-
-
-def python_executable() -> str:
-    return sys.executable

@@ -8,7 +8,24 @@ tensor-core figures of the data sheets; unknown GPUs and CPUs report no MFU.
 
 from __future__ import annotations
 
+import time
+
 import torch
+
+
+class Stopwatch:
+    """``with Stopwatch() as watch: ...`` then ``watch.seconds``: the wall time of the block (perf_counter)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._start
 
 # Dense bf16 peak FLOP/s (no sparsity), by a substring of torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = {

@@ -7,7 +7,6 @@ group. Truncated episodes record V(final observation) for the bootstrap (termina
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ from rlvla_cli.envs.base import ChunkStepResult
 from rlvla_cli.envs.episode import EPISODE_METRICS
 from rlvla_cli.envs.workers.pool import EnvPool
 from rlvla_cli.models.base import PolicyOutput, SamplingParams
+from rlvla_cli.runtime.perf import Stopwatch
 
 
 @dataclass
@@ -62,7 +62,7 @@ class RolloutWorker:
 
     steps_per_rollout: T chunk steps per rollout epoch; auto_reset: the env config's ``auto_reset`` (without it
     steps after an env's first episode end are masked out of the loss); needs_values: record values (PPO).
-    should_stop: polled between chunk steps; returning True aborts the rollout with ``InterruptedError``.
+    should_stop: polled between chunk steps; returning True aborts the rollout (``collect`` returns None).
     """
 
     def __init__(self, policy: torch.nn.Module, device: str | torch.device, pool: EnvPool, steps_per_rollout: int,
@@ -86,9 +86,16 @@ class RolloutWorker:
         return out
 
     @torch.no_grad()
-    def collect(self, seed: int) -> RolloutResult:
-        """Reset the pool with ``seed`` and run T chunk steps on every stage (overlapped)."""
-        start = time.perf_counter()
+    def collect(self, seed: int) -> RolloutResult | None:
+        """Reset the pool with ``seed`` and run T chunk steps on every stage (overlapped); None when
+        ``should_stop`` asked to stop (the in-flight chunks are drained, so the pool stays usable)."""
+        with Stopwatch() as watch:
+            result = self._collect(seed)
+        if result is not None:
+            result.seconds = watch.seconds
+        return result
+
+    def _collect(self, seed: int) -> RolloutResult | None:
         self.policy.eval()
         stages = self.pool.stages
         records = [_StageRecord() for _ in range(stages)]
@@ -104,7 +111,7 @@ class RolloutWorker:
             for s in range(stages):
                 if self.should_stop():
                     self._drain(s, stages)
-                    raise InterruptedError("rollout stopped by a signal")
+                    return None
                 result = self.pool.recv(s)  # its tensors are copies: the workers may overwrite shared memory now
                 out = pending[s]
                 if t + 1 < self.steps_per_rollout:  # next chunk first, so this stage simulates while we record
@@ -120,7 +127,7 @@ class RolloutWorker:
                         episodes[name].append(result.infos["episode"][name][mask].float())
         batch = self._assemble(records, last_obs)
         merged = {k: torch.cat(v) if v else torch.zeros(0) for k, v in episodes.items()}
-        return RolloutResult(batch=batch, episodes=merged, env_steps=env_steps, seconds=time.perf_counter() - start)
+        return RolloutResult(batch=batch, episodes=merged, env_steps=env_steps, seconds=0.0)
 
     def _drain(self, first_stage: int, stages: int) -> None:
         """Receive the chunks still in flight so the pool can be reused or closed cleanly."""

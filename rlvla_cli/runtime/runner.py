@@ -10,7 +10,6 @@ SIGINT / SIGTERM stop the loop at the next chunk step with a checkpoint of the l
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from rlvla_cli.errors import WorkerError
 from rlvla_cli.models.base import PRECISION_DTYPES
 from rlvla_cli.rundir import checkpoint as ckpt
 from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
-from rlvla_cli.runtime.perf import actor_mfu
+from rlvla_cli.runtime.perf import Stopwatch, actor_mfu
 from rlvla_cli.runtime.replicas import OffloadGroup, ReplicatedPolicy, SyncGroup
 from rlvla_cli.runtime.rollout_worker import RolloutWorker, episode_metrics
 from rlvla_cli.runtime.signals import StopRequest
@@ -149,10 +148,10 @@ class Runner:
                     return RunResult(status, self.global_step, last, self.last_checkpoint, self.run_dir)
                 total = total_steps_of(self.cfg)
                 while self.global_step < total and not self.stop.requested:
-                    try:
-                        last = self.train_step()
-                    except InterruptedError:
+                    metrics = self.train_step()
+                    if metrics is None:  # stopped by a signal during the rollout
                         break
+                    last = metrics
                     if self.group.trainer.consecutive_skipped >= self.cfg.runner.max_consecutive_skipped:
                         status = "diverged"
                         break
@@ -183,44 +182,50 @@ class Runner:
         if runner.save_interval > 0 and step % runner.save_interval == 0:
             self.save_checkpoint()
 
-    def _collect(self) -> tuple[Any, dict[str, torch.Tensor], int]:
+    def _collect(self) -> tuple[Any, dict[str, torch.Tensor], int] | None:
+        """Every rollout epoch of this step, concatenated along B; None when a stop was requested meanwhile."""
         env_cfg = self.cfg.env.train
         results = []
         for epoch in range(env_cfg.rollout_epoch):
             seed = env_cfg.seed + self.global_step * env_cfg.rollout_epoch + epoch
             with torch_threads(self.rollout_threads):  # no oversubscription next to busy env workers
-                results.append(self.rollout.collect(seed))
+                result = self.rollout.collect(seed)
+            if result is None:
+                return None
+            results.append(result)
         episodes = {k: torch.cat([r.episodes[k] for r in results]) for k in results[0].episodes}
         return RolloutBatch.cat([r.batch for r in results]), episodes, sum(r.env_steps for r in results)
 
-    def train_step(self) -> dict[str, float]:
-        """One step: sync -> rollouts -> advantages -> update -> log; returns its metrics (``time/*`` included)."""
+    def train_step(self) -> dict[str, float] | None:
+        """One step: sync -> rollouts -> advantages -> update -> log; returns its metrics (``time/*`` included),
+        or None when a signal arrived during the rollout (the last finished step is kept, nothing is trained)."""
         from rlvla_cli.algorithms import compute_advantages, rollout_metrics
 
         timings: dict[str, float] = {}
-        start = time.perf_counter()
-        self.group.check_alive()
-        self.rollout_offloader.reload()
-        self.sync.sync()
-        timings["time/sync_weights"] = self.sync.last_seconds
-        self.actor_offloader.offload()
-        tick = time.perf_counter()
-        batch, episodes, env_steps = self._collect()
-        timings["time/generate_rollouts"] = time.perf_counter() - tick
-        if self.stop.requested:  # a signal during the rollout: keep the last finished step, do not train
-            raise InterruptedError("stopped before training")
-        self.actor_offloader.reload()
-        self.rollout_offloader.offload()
-        tick = time.perf_counter()
-        compute_advantages(batch, self.cfg.algorithm)
-        timings["time/cal_adv_and_returns"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        train_metrics = self.group.train(batch, self.global_step)
-        timings["time/actor_training"] = time.perf_counter() - tick
-        self.global_step += 1
-        self.env_steps += env_steps
-        self.rng_snapshot = ckpt.capture_rng_state()
-        timings["time/step"] = time.perf_counter() - start
+        with Stopwatch() as step_watch:
+            self.group.check_alive()
+            self.rollout_offloader.reload()
+            self.sync.sync()
+            timings["time/sync_weights"] = self.sync.last_seconds
+            self.actor_offloader.offload()
+            with Stopwatch() as watch:
+                collected = self._collect()
+            timings["time/generate_rollouts"] = watch.seconds
+            if collected is None or self.stop.requested:
+                return None
+            batch, episodes, env_steps = collected
+            self.actor_offloader.reload()
+            self.rollout_offloader.offload()
+            with Stopwatch() as watch:
+                compute_advantages(batch, self.cfg.algorithm)
+            timings["time/cal_adv_and_returns"] = watch.seconds
+            with Stopwatch() as watch:
+                train_metrics = self.group.train(batch, self.global_step)
+            timings["time/actor_training"] = watch.seconds
+            self.global_step += 1
+            self.env_steps += env_steps
+            self.rng_snapshot = ckpt.capture_rng_state()
+        timings["time/step"] = step_watch.seconds
         metrics = {**episode_metrics(episodes), **rollout_metrics(batch), **train_metrics, **timings}
         metrics["perf/env_steps_per_s"] = env_steps / max(timings["time/generate_rollouts"], 1e-9)
         mfu = actor_mfu(self.group.module, batch.num_steps * batch.num_envs * self.cfg.algorithm.update_epoch,

@@ -11,11 +11,12 @@ ZeRO-3 sources are gathered first (``deepspeed.zero.GatheredParameters``).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 
 import torch
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from rlvla_cli.runtime.perf import Stopwatch
 
 DEFAULT_BUCKET_BYTES = 256 * 1024 * 1024
 
@@ -75,8 +76,7 @@ class WeightSync:
 
     def sync(self) -> int:
         """Make the target equal to the source; returns the new version."""
-        start = time.perf_counter()
-        with gathered(self.source), torch.no_grad():
+        with Stopwatch() as watch, gathered(self.source), torch.no_grad():
             src, tgt = dict(named_tensors(self.source)), dict(named_tensors(self.target))
             if self.mode == "share":
                 for name in self.names:
@@ -84,7 +84,7 @@ class WeightSync:
             else:
                 self._copy([src[n] for n in self.names], [tgt[n] for n in self.names])
         self.version += 1
-        self.last_seconds = time.perf_counter() - start
+        self.last_seconds = watch.seconds
         return self.version
 
     def _copy(self, sources: list[torch.Tensor], targets: list[torch.Tensor]) -> None:

@@ -1,4 +1,5 @@
-"""Placement grammar and resolution: every example of DESIGN.md's table, modes, CPU mode, and bad strings."""
+"""Placement grammar and resolution: every example of RLinf's placement docs (``cluster.component_placement``),
+modes, CPU mode, and bad strings."""
 
 from __future__ import annotations
 

@@ -89,8 +89,8 @@ def test_save_load_round_trip(single_rank_group, tmp_path):
 
 
 def test_optimizer_groups_and_learning_rate_metrics(single_rank_group):
-    """Group ``policy`` at lr, ``value_head`` at value_lr; both logged under DESIGN.md's names (the value group
-    was once named differently from the name the metric looked up, so train/critic/lr never appeared)."""
+    """Group ``policy`` at lr, ``value_head`` at value_lr; both logged (docs/architecture.md, "Metrics"). The value
+    group was once named differently from the name the metric looked up, so train/critic/lr never appeared."""
     optim = actor_cfg(0, lr=1e-4, value_lr=3e-3, betas=(0.9, 0.95), weight_decay=0.01).optim
     optimizer = build_optimizer(TinyPolicy(), optim, zero_stage=0)
     assert [(g["name"], g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [
