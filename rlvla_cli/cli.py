@@ -78,17 +78,20 @@ def plan_gpus(
 
 @app.command("collect-demos")
 def collect_demos(
-    env: str = typer.Option(..., "--env", help="ManiSkill env id, e.g. PickCube-v1."),
+    env: str = typer.Option(..., "--env", help="ManiSkill env id, e.g. PickCube-v1, or `builtin`."),
     num: int = typer.Option(..., "-n", help="Number of successful demonstrations."),
     out: Path = typer.Option(..., "--out", help="Dataset directory."),
     workers: int = typer.Option(2, "--workers", help="Parallel planner processes."),
-    image_size: int = typer.Option(128, "--image-size", help="Camera height and width."),
+    image_size: int = typer.Option(None, "--image-size", help="Camera height and width (128; builtin: 64)."),
     seed: int = typer.Option(0, "--seed", help="First episode seed."),
+    action_noise: float = typer.Option(
+        0.0, "--action-noise", help="builtin only: std of the noise on the expert's moves (imperfect demos)."
+    ),
 ) -> None:
-    """Collect successful demonstrations with ManiSkill's motion planner."""
+    """Collect successful demonstrations (ManiSkill's motion planner, or the built-in task's scripted expert)."""
     from rlvla_cli.commands.collect_demos import run_collect_demos
 
-    run_collect_demos(env, num, out, workers, image_size, seed)
+    run_collect_demos(env, num, out, workers, image_size, seed, action_noise)
 
 
 @app.command()

@@ -7,20 +7,50 @@ from pathlib import Path
 from rlvla_cli.errors import UserError, ensure_output_dir
 
 
-def run_collect_demos(env: str, num: int, out: Path, workers: int, image_size: int, seed: int) -> None:
+def run_collect_demos(
+    env: str, num: int, out: Path, workers: int, image_size: int | None, seed: int, action_noise: float = 0.0
+) -> None:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from rlvla_cli.demos.collect import CollectSettings, collect
-    from rlvla_cli.demos.planner import check_planner_task
 
     if num < 1:
         raise UserError("must be at least 1", key="-n", fix="ask for one or more demonstrations")
     if workers < 1:
         raise UserError("must be at least 1", key="--workers", fix="use 1 or more worker processes")
+    if action_noise < 0:
+        raise UserError(f"{action_noise} is negative", key="--action-noise", fix="use 0 (clean) or a std like 0.3")
+    if env == "builtin":
+        _collect_builtin(num, out, image_size or 64, seed, action_noise, Console())
+        return
+    if action_noise:
+        raise UserError("only the built-in task's expert takes action noise", key="--action-noise",
+                        fix="drop --action-noise for ManiSkill (its motion planner's demos are replayed as planned)")
+    from rlvla_cli.demos.planner import check_planner_task
+
     check_planner_task(env)
     ensure_output_dir(out, "--out")
-    console = Console()
+    _collect_maniskill(env, num, out, workers, image_size or 128, seed, Console())
+
+
+def _collect_builtin(num: int, out: Path, image_size: int, seed: int, action_noise: float, console) -> None:
+    from rlvla_cli.demos.builtin_expert import BuiltinCollectSettings, collect_builtin
+
+    if not 32 <= image_size <= 128:
+        raise UserError(f"{image_size} is outside the built-in renderer's range", key="--image-size",
+                        fix="use 32 to 128 pixels (64 by default)")
+    ensure_output_dir(out, "--out")
+    settings = BuiltinCollectSettings(num, out, image_size, seed, action_noise)
+    meta = collect_builtin(settings)
+    console.print(
+        f"[green]{meta['num_episodes']} demonstrations[/] ({meta['num_transitions']} steps, expert success "
+        f"{meta['expert_success_rate_this_run']}) in {out}; set `unnorm_key: {meta['unnorm_key']}`."
+    )
+
+
+def _collect_maniskill(env: str, num: int, out: Path, workers: int, image_size: int, seed: int, console) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rlvla_cli.demos.collect import CollectSettings, collect
+
     settings = CollectSettings(env, num, out, workers, image_size, seed)
     with Progress(
         TextColumn(f"[bold]{env}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),

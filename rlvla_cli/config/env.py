@@ -84,6 +84,38 @@ class BuiltinInitParams(StrictModel):
     )
     require_grasp: bool = Field(True, description="Success needs the gripper closed while within the radius.")
     success_reward: float = Field(1.0, description="Sparse reward given on the success step.")
+    split: Literal["all", "in_distribution", "ood"] = Field(
+        "all",
+        description="Scenes drawn: `all`; `in_distribution` (no object has an `ood_colours` colour, no instruction "
+        "uses an `ood_phrasings` phrasing: SFT demos and RL training); `ood` (the named object has a held-out colour "
+        "and the instruction a held-out phrasing: the out-of-distribution evaluation).",
+    )
+    ood_colours: list[str] = Field(
+        default_factory=lambda: ["orange"], description="Object colours withheld from the in-distribution split."
+    )
+    ood_phrasings: list[int] = Field(
+        default_factory=lambda: [4],
+        description="Indices into the instruction phrasings (envs/builtin.py PHRASINGS) withheld from the "
+        "in-distribution split.",
+    )
+
+    @model_validator(mode="after")
+    def _split_is_drawable(self) -> BuiltinInitParams:
+        from rlvla_cli.envs.builtin_vocab import PALETTE, PHRASINGS
+
+        names = [name for name, _ in PALETTE]
+        unknown = [c for c in self.ood_colours if c not in names]
+        if unknown:
+            raise ValueError(f"ood_colours {unknown} are not palette colours; use some of {names}")
+        if any(not 0 <= i < len(PHRASINGS) for i in self.ood_phrasings):
+            raise ValueError(f"ood_phrasings {self.ood_phrasings} must index the {len(PHRASINGS)} phrasings")
+        if self.split == "in_distribution" and len(set(self.ood_phrasings)) >= len(PHRASINGS):
+            raise ValueError("ood_phrasings withholds every phrasing; keep at least one for in_distribution")
+        if self.split == "in_distribution" and len(names) - len(set(self.ood_colours)) < self.num_objects:
+            raise ValueError(f"withholding {self.ood_colours} leaves fewer colours than num_objects={self.num_objects}")
+        if self.split == "ood" and not (self.ood_colours and self.ood_phrasings):
+            raise ValueError("split `ood` needs at least one of ood_colours and one of ood_phrasings")
+        return self
 
 
 class ManiSkillInitParams(StrictModel):

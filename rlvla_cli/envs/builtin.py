@@ -20,43 +20,60 @@ import torch
 
 from rlvla_cli.config.env import BuiltinInitParams
 from rlvla_cli.envs.base import Obs, ObsSpec
-from rlvla_cli.envs.builtin_render import PALETTE, TabletopRenderer
+from rlvla_cli.envs.builtin_render import TabletopRenderer
+from rlvla_cli.envs.builtin_vocab import PALETTE, PHRASINGS
 from rlvla_cli.envs.episode import EpisodeSettings, EpisodeVecEnv, SimStep
 
-PHRASINGS = (
-    "pick up the {c} block",
-    "grasp the {c} cube",
-    "move the gripper to the {c} object and grab it",
-    "reach the {c} square and close the gripper",
-    "get the {c} one",
-)
 OBJECT_RANGE = 0.78  # objects stay inside the table border
 MIN_OBJECT_GAP = 0.45  # centres apart so the named object is unambiguous
 STATE_DIM = 3
 
 
-def sample_layout(state_id: int, num_objects: int, success_radius: float) -> dict[str, np.ndarray]:
+def sample_layout(
+    state_id: int, num_objects: int, success_radius: float, split: str = "all",
+    ood_colours: tuple[int, ...] = (), ood_phrasings: tuple[int, ...] = (),
+) -> dict[str, np.ndarray]:
     """The scene of one reset state id: object positions ``[K, 2]``, palette indices ``[K]``, target index,
-    gripper start ``[2]``, phrasing index. Pure function of its arguments."""
+    gripper start ``[2]``, phrasing index. Pure function of its arguments.
+
+    split ``all``: any colours and phrasing; ``in_distribution``: no object coloured ``ood_colours`` (palette
+    indices), no phrasing in ``ood_phrasings``; ``ood``: the named object has a colour from ``ood_colours`` and the
+    instruction a phrasing from ``ood_phrasings`` (the other objects any colour)."""
     rng = np.random.default_rng(int(state_id))
-    colours = rng.choice(len(PALETTE), size=num_objects, replace=False)
+    target = None
+    if split == "all":
+        colours = rng.choice(len(PALETTE), size=num_objects, replace=False)
+    elif split == "in_distribution":
+        pool = [i for i in range(len(PALETTE)) if i not in ood_colours]
+        colours = rng.choice(pool, size=num_objects, replace=False)
+    else:
+        named = int(rng.choice(list(ood_colours)))
+        others = rng.choice([i for i in range(len(PALETTE)) if i != named], size=num_objects - 1, replace=False)
+        target = int(rng.integers(num_objects))
+        colours = np.insert(others, target, named)
     positions: list[np.ndarray] = []
     while len(positions) < num_objects:
         candidate = rng.uniform(-OBJECT_RANGE, OBJECT_RANGE, size=2)
         if all(np.linalg.norm(candidate - p) >= MIN_OBJECT_GAP for p in positions):
             positions.append(candidate)
     objects = np.stack(positions)
-    target = int(rng.integers(num_objects))
+    if target is None:
+        target = int(rng.integers(num_objects))
     while True:  # the gripper starts clearly away from the target
         gripper = rng.uniform(-0.9, 0.9, size=2)
         if np.linalg.norm(gripper - objects[target]) > 2.5 * success_radius:
             break
+    if split == "all":
+        phrasing = int(rng.integers(len(PHRASINGS)))
+    else:
+        allowed = [i for i in range(len(PHRASINGS)) if (i in ood_phrasings) == (split == "ood")]
+        phrasing = int(rng.choice(allowed))
     return {
         "objects": objects.astype(np.float32),
-        "colours": colours.astype(np.int64),
+        "colours": np.asarray(colours).astype(np.int64),
         "target": target,
         "gripper": gripper.astype(np.float32),
-        "phrasing": int(rng.integers(len(PHRASINGS))),
+        "phrasing": phrasing,
     }
 
 
@@ -80,6 +97,7 @@ class BuiltinTabletopEnv(EpisodeVecEnv):
         self.gripper_xy = torch.zeros(num_envs, 2)
         self.closed = torch.zeros(num_envs, dtype=torch.bool)
         self.instructions = [""] * num_envs
+        self.ood_colours = tuple(i for i, (name, _) in enumerate(PALETTE) if name in params.ood_colours)
 
     def target_xy(self) -> torch.Tensor:
         """Position ``[B, 2]`` of each env's named object."""
@@ -88,7 +106,8 @@ class BuiltinTabletopEnv(EpisodeVecEnv):
     def _sim_reset(self, env_ids: torch.Tensor, state_ids: torch.Tensor) -> None:
         p = self.params
         for env_id, state_id in zip(env_ids.tolist(), state_ids.tolist(), strict=True):
-            layout = sample_layout(state_id, p.num_objects, p.success_radius)
+            layout = sample_layout(state_id, p.num_objects, p.success_radius, p.split, self.ood_colours,
+                                   tuple(p.ood_phrasings))
             self.object_xy[env_id] = torch.from_numpy(layout["objects"])
             self.object_colour[env_id] = torch.from_numpy(layout["colours"])
             self.target[env_id] = layout["target"]

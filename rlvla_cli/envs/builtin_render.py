@@ -8,15 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlvla_cli.envs.builtin_vocab import PALETTE
+
 # (name, RGB) of the objects; names are what the instructions say.
-PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
-    ("red", (220, 40, 40)),
-    ("green", (40, 180, 60)),
-    ("blue", (40, 80, 230)),
-    ("yellow", (235, 215, 40)),
-    ("purple", (150, 60, 190)),
-    ("orange", (245, 140, 30)),
-)
 PALETTE_RGB = torch.tensor([rgb for _, rgb in PALETTE], dtype=torch.uint8)
 TABLE_RGB = torch.tensor([150, 120, 90], dtype=torch.uint8)
 BORDER_RGB = torch.tensor([90, 70, 50], dtype=torch.uint8)
