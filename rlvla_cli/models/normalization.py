@@ -27,6 +27,7 @@ class NormStats:
     mask: torch.Tensor
     proprio_q01: torch.Tensor | None = None
     proprio_q99: torch.Tensor | None = None
+    proprio_mask: torch.Tensor | None = None
 
     @classmethod
     def identity(cls, action_dim: int) -> NormStats:
@@ -51,11 +52,16 @@ def normalize_actions(actions: torch.Tensor, stats: NormStats) -> torch.Tensor:
 
 
 def normalize_proprio(states: torch.Tensor, stats: NormStats) -> torch.Tensor:
-    """``[..., S]`` -> [-1, 1] with the proprio q01 / q99 (OpenVLA-OFT); unchanged when there are none."""
+    """``[..., S]`` -> [-1, 1] with the proprio q01 / q99 (OpenVLA-OFT); unchanged when there are none. As
+    moojink's / RLinf's ``normalize_proprio`` (BOUNDS_Q99): clip(where(mask, 2 (x - q01) / (q99 - q01 + 1e-8) - 1,
+    x), -1, 1)."""
     if stats.proprio_q01 is None or stats.proprio_q99 is None:
         return states
     q01, q99 = stats.proprio_q01.to(states.device), stats.proprio_q99.to(states.device)
-    return (2.0 * (states - q01) / (q99 - q01).clamp(min=1e-8) - 1.0).clamp(-1.0, 1.0)
+    scaled = 2.0 * (states - q01) / (q99 - q01 + 1e-8) - 1.0
+    if stats.proprio_mask is not None:
+        scaled = torch.where(stats.proprio_mask.to(states.device), scaled, states)
+    return scaled.clamp(-1.0, 1.0)
 
 
 def read_dataset_statistics(path: str | Path) -> dict:
@@ -120,4 +126,5 @@ def select_stats(all_stats: dict, unnorm_key: str | None, action_dim: int, sourc
     proprio = entry.get("proprio") or {}
     pq01 = torch.tensor(proprio["q01"], dtype=torch.float32) if "q01" in proprio else None
     pq99 = torch.tensor(proprio["q99"], dtype=torch.float32) if "q99" in proprio else None
-    return NormStats(q01, q99, mask, pq01, pq99)
+    pmask = torch.tensor(proprio["mask"], dtype=torch.bool) if "mask" in proprio else None
+    return NormStats(q01, q99, mask, pq01, pq99, pmask)

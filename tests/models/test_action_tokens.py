@@ -110,3 +110,18 @@ def test_unnormalize_matches_the_reference_formula():
                       torch.tensor(mask))
     np.testing.assert_allclose(unnormalize_actions(torch.from_numpy(x), stats).numpy(), expected, rtol=1e-6,
                                atol=1e-8)
+
+
+def test_normalize_proprio_matches_the_reference_formula():
+    """RLinf rlinf/models/embodiment/openvla_oft/openvla_utils.py ``normalize_proprio`` (moojink's, BOUNDS_Q99):
+    clip(where(mask, 2 (x - q01) / (q99 - q01 + 1e-8) - 1, x), -1, 1)."""
+    import numpy as np
+
+    from rlvla_cli.models.normalization import normalize_proprio
+
+    q01, q99, mask = np.array([-1.0, 0.0, 2.0]), np.array([1.0, 0.5, 2.0]), np.array([True, True, False])
+    x = np.array([[0.3, 0.7, 5.0], [-2.0, 0.1, -0.5]], dtype=np.float32)
+    expected = np.clip(np.where(mask, 2 * (x - q01) / (q99 - q01 + 1e-8) - 1, x), -1, 1)
+    proprio = [torch.tensor(q01, dtype=torch.float32), torch.tensor(q99, dtype=torch.float32), torch.tensor(mask)]
+    stats = NormStats(torch.zeros(7), torch.ones(7), torch.ones(7, dtype=torch.bool), *proprio)
+    np.testing.assert_allclose(normalize_proprio(torch.from_numpy(x), stats).numpy(), expected, rtol=1e-6, atol=1e-7)
