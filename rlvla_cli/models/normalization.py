@@ -44,10 +44,12 @@ def unnormalize_actions(normalized: torch.Tensor, stats: NormStats) -> torch.Ten
 
 
 def normalize_actions(actions: torch.Tensor, stats: NormStats) -> torch.Tensor:
-    """Inverse of ``unnormalize_actions`` (clipped to [-1, 1]); for demonstrations / SFT."""
+    """Inverse of ``unnormalize_actions`` for demonstrations / SFT, as OpenVLA's data pipeline (openvla
+    prismatic/vla/datasets/rlds/utils/data_utils.py, BOUNDS_Q99): where(mask, clip(2 (a - q01) / (q99 - q01 +
+    1e-8) - 1, -1, 1), a)."""
     q01, q99 = stats.q01.to(actions.device), stats.q99.to(actions.device)
     mask = stats.mask.to(actions.device)
-    scaled = (2.0 * (actions - q01) / (q99 - q01).clamp(min=1e-8) - 1.0).clamp(-1.0, 1.0)
+    scaled = (2.0 * (actions - q01) / (q99 - q01 + 1e-8) - 1.0).clamp(-1.0, 1.0)
     return torch.where(mask, scaled, actions)
 
 
