@@ -117,7 +117,7 @@ def _load_checkpoint(policy: PrismaticPolicy, cfg, dims) -> None:
             return None
         ours = checkpoint_key_to_ours(key, dims)
         if ours and ours.startswith(HEAD_PREFIXES) and ours not in own:
-            unused_heads.append(key)  # e.g. a value head with add_value_head false, RLinf's bias-free last layer
+            unused_heads.append(key)  # e.g. a stored value head with add_value_head false
             return None
         return ours
 
@@ -139,8 +139,9 @@ def _complete_value_head(policy: PrismaticPolicy, state: dict, unused: list[str]
     last = len(policy.value_head.net) - 1
     weight, bias = f"value_head.net.{last}.weight", f"value_head.net.{last}.bias"
     if not stored:
-        if not policy.cfg.is_lora:  # with LoRA the adapter directory may still hold one (heads.safetensors)
-            logger.warning("%s has no value head; it starts from a fresh initialisation", source)
+        lora_path = policy.cfg.lora_path
+        if not (lora_path and (Path(lora_path) / "heads.safetensors").is_file()):  # else load_heads restores it
+            logger.warning("%s has no value head; it starts from a fresh initialisation (as RLinf's)", source)
         return
     if weight in state and bias not in state:
         state[bias] = state[weight].new_zeros(state[weight].shape[0])
