@@ -123,7 +123,7 @@ def _micro_step(
     stats: _MetricMeans,
 ) -> bool:
     """Forward + backward of one micro-batch; returns False when its loss is not finite (nothing backpropagated)."""
-    output = policy.evaluate(micro.forward_inputs, compute_entropy=True, compute_values=cfg.loss_type == "actor_critic")
+    output = policy.evaluate(micro.forward_inputs, compute_entropy=True, compute_values=cfg.trains_critic)
     loss, metrics = objective(output, micro, cfg, critic_warmup_active=critic_warmup_active)
     if not bool(torch.isfinite(loss.detach())):
         return False

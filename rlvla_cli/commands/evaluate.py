@@ -24,8 +24,7 @@ def eval_sets_of(cfg: Any) -> dict[str, Any]:
 def default_workers(env_cfg: Any) -> int:
     """Env worker processes: the built-in task and GPU-simulated ManiSkill (one simulator for all envs) run in
     this process; CPU simulators get the largest divisor of ``total_num_envs`` not above the CPU count."""
-    env_type = getattr(env_cfg, "env_type", "builtin")
-    if env_type == "builtin" or (env_type == "maniskill" and env_cfg.init_params.sim_backend == "physx_cuda"):
+    if env_cfg.one_simulator_for_all_envs:
         return 1
     cpus = max(1, os.cpu_count() or 1)
     total = env_cfg.total_num_envs

@@ -66,6 +66,22 @@ class AlgorithmConfig(StrictModel):
     rewards_upper_bound: float = Field(0.9, description="GRPO filter: groups with a mean score above this are dropped.")
     shuffle_micro_batches: bool = Field(True, description="Shuffle samples before splitting them into micro-batches.")
 
+    # Capabilities of the chosen estimator / objective (algorithms/ registers them under these names).
+    @property
+    def needs_rollout_values(self) -> bool:
+        """The advantage estimator bootstraps from V(o_t) recorded in the rollout (GAE; GRPO scores episodes)."""
+        return self.adv_type == "gae"
+
+    @property
+    def trains_critic(self) -> bool:
+        """The objective has a value loss (the policy must predict values in training)."""
+        return self.loss_type == "actor_critic"
+
+    @property
+    def groups_envs(self) -> bool:
+        """Advantages are relative within groups of ``group_size`` envs sharing a reset state (GRPO)."""
+        return self.adv_type == "grpo"
+
     @model_validator(mode="after")
     def _check_combinations(self) -> AlgorithmConfig:
         if self.adv_type == "gae" and self.loss_type != "actor_critic":

@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 # Action size each simulator's adapter takes (7-D end-effector delta: xyz, rpy, gripper).
-ENV_ACTION_DIM = {"builtin": 7, "maniskill": 7, "libero": 7}
-MANISKILL_EE_CONTROL = "pd_ee_delta_pose"
 
 
 class RuleError(ValueError):
@@ -58,7 +56,7 @@ def _chunks_divide_rollout(cfg: Any) -> None:
 
 def _grpo_groups(cfg: Any) -> None:
     algo, train = cfg.algorithm, cfg.env.train
-    if algo.adv_type != "grpo":
+    if not algo.groups_envs:
         if train.group_size > 1:
             raise RuleError(
                 "env.train.group_size",
@@ -83,13 +81,13 @@ def _grpo_groups(cfg: Any) -> None:
 
 def _critic_matches_algorithm(cfg: Any) -> None:
     algo, model = cfg.algorithm, cfg.actor.model
-    if algo.adv_type == "grpo" and algo.loss_type == "actor_critic":
+    if algo.groups_envs and algo.trains_critic:
         raise RuleError(
             "algorithm.loss_type",
             "GRPO has no value targets, so loss_type actor_critic would train the critic on nothing",
             "set algorithm.loss_type: actor (and actor.model.add_value_head: false)",
         )
-    if algo.loss_type == "actor_critic" and not model.add_value_head:
+    if algo.trains_critic and not model.add_value_head:
         raise RuleError(
             "actor.model.add_value_head",
             "loss_type actor_critic (PPO with GAE) needs a value head, but add_value_head is false",
@@ -107,16 +105,10 @@ def _value_levels(cfg: Any) -> None:
         )
 
 
-def _env_action_dim(env: Any) -> int | None:
-    if env.env_type == "maniskill" and env.init_params.control_mode != MANISKILL_EE_CONTROL:
-        return None  # other controllers have robot-specific sizes, known only once the env is built
-    return ENV_ACTION_DIM.get(env.env_type)
-
-
 def _action_dims(cfg: Any) -> None:
     model = cfg.actor.model
     for name, env in _envs(cfg):
-        expected = _env_action_dim(env)
+        expected = env.action_dim
         if expected is not None and model.action_dim != expected:
             raise RuleError(
                 "actor.model.action_dim",
@@ -216,7 +208,7 @@ def config_warnings(cfg: Any) -> list[str]:
     """Legal but probably unintended settings, one sentence each (printed by `config validate` and `train`)."""
     notes = []
     model, algo = cfg.actor.model, cfg.algorithm
-    if algo.adv_type == "grpo" and model.add_value_head:
+    if algo.groups_envs and model.add_value_head:
         notes.append("GRPO uses no critic: actor.model.add_value_head: true only costs memory; set it false.")
     samples = rollout_samples(cfg)
     if cfg.actor.global_batch_size > samples:

@@ -13,14 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-LIBERO_SUITE_TASKS = {
-    "libero_spatial": 10,
-    "libero_object": 10,
-    "libero_goal": 10,
-    "libero_10": 10,
-    "libero_90": 90,
-    "libero_130": 130,
-}
 LIBERO_INIT_STATES = 50
 
 
@@ -44,26 +36,6 @@ class EvalPlan:
         return out
 
 
-def num_tasks(env_cfg: Any) -> int:
-    """Tasks of an eval set: LIBERO's suite (or its ``task_ids`` subset); 1 for everything else."""
-    if getattr(env_cfg, "env_type", None) != "libero":
-        return 1
-    params = env_cfg.init_params
-    if params.task_ids:
-        return len(params.task_ids)
-    return LIBERO_SUITE_TASKS[params.task_suite_name]
-
-
-def task_label(env_cfg: Any) -> str:
-    """Row name of single-task eval sets: the ManiSkill env id, the LIBERO suite, or the built-in task."""
-    env_type = getattr(env_cfg, "env_type", "builtin")
-    if env_type == "maniskill":
-        return env_cfg.init_params.id
-    if env_type == "libero":
-        return env_cfg.init_params.task_suite_name
-    return "builtin-tabletop"
-
-
 def libero_state_ids(counts: list[int], per_task: int | None) -> list[int]:
     """Flattened ids of init states 0..per_task-1 of every task (task-major); ``counts``: init states per task;
     None takes all of them. A task with fewer init states than ``per_task`` repeats them in order."""
@@ -83,10 +55,10 @@ def make_plan(
     task_counts: LIBERO's init states per task when the env is at hand (else 50 per task is assumed)."""
     if episodes_per_task is not None and episodes_per_task < 1:
         raise ValueError(f"episodes per task must be >= 1, got {episodes_per_task}")
-    tasks = num_tasks(env_cfg)
-    if getattr(env_cfg, "env_type", None) == "libero":
+    tasks = env_cfg.num_tasks
+    if env_cfg.episodes_are_init_states:
         ids = libero_state_ids(task_counts or [LIBERO_INIT_STATES] * tasks, episodes_per_task)
-        return EvalPlan(task_label(env_cfg), len(ids), tuple(ids), per_task_rows=tasks > 1)
+        return EvalPlan(env_cfg.task_label, len(ids), tuple(ids), per_task_rows=tasks > 1)
     total = env_cfg.total_num_envs if episodes_per_task is None else episodes_per_task
     first = env_cfg.seed if seed is None else seed  # the seed shifts the scenes of seeded simulators
-    return EvalPlan(task_label(env_cfg), total, tuple(range(first, first + total)), per_task_rows=False)
+    return EvalPlan(env_cfg.task_label, total, tuple(range(first, first + total)), per_task_rows=False)

@@ -113,7 +113,7 @@ class Runner:
         self.rollout_threads = rollout_threads(available_cpus(), self.placement.env_workers) if cpu_rollout else None
         self.rollout = RolloutWorker(self.rollout_policy, rollout_device, self.pool, steps_per_rollout(cfg),
                                      cfg.rollout.sampling, auto_reset=cfg.env.train.auto_reset,
-                                     needs_values=cfg.algorithm.adv_type == "gae", should_stop=self.stop)
+                                     needs_values=cfg.algorithm.needs_rollout_values, should_stop=self.stop)
         self._maybe_resume()
         self.tracker = build_tracker(cfg.runner.logger, self.run_dir, cfg.model_dump(mode="json"),
                                      total_steps_of(cfg), self.global_step, console=self.console)
