@@ -75,12 +75,13 @@ def adapter_plan(policy, model_type: str, keys: list[str]):
 def fit_problems(policy, module, plan, tensors: dict[str, TensorMeta], adapter_dir: Path) -> list[Problem]:
     """Missing / unexpected / mis-shaped adapter tensors against the injected ``module`` (as ``load_adapter``),
     and head adapters (``plan.elsewhere``) whose head the policy lacks."""
-    own = {n: tuple(p.shape) for n, p in module.named_parameters() if "lora_" in n}
-    loaded = {name: tensors[key] for key, name in plan.load.items()}
-    missing = sorted(set(own) - set(loaded))
-    unexpected = sorted(set(loaded) - set(own))
-    bad = [f"{n}: adapter {loaded[n].shape} vs model {own[n]}" for n in sorted(loaded)
-           if n in own and tuple(loaded[n].shape) != own[n]]
+    from rlvla_cli.models.lora import adapter_fit
+
+    # the loader's own rule (models/lora.py adapter_fit); B starts at zero unless the config says init False
+    b_zero = getattr(getattr(policy, "lora_config", None), "init_lora_weights", True) is not False
+    fit = adapter_fit({n: tuple(p.shape) for n, p in module.named_parameters()},
+                      {name: tuple(tensors[key].shape) for key, name in plan.load.items()}, lambda _: b_zero)
+    missing, unexpected, bad = fit.missing, fit.unexpected, fit.mismatched
     modules = dict(policy.named_modules())
     homeless = sorted({n.split(".lora_")[0] for n in plan.elsewhere.values()} - set(modules))
     problems = []
