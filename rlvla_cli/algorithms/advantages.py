@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rlvla_cli.algorithms.aggregation import EPISODE_WEIGHTED, episode_weights
 from rlvla_cli.algorithms.batch import RolloutBatch
 from rlvla_cli.algorithms.levels import (
     CHUNK,
@@ -51,6 +52,7 @@ def generalized_advantage_estimate(
     bootstrap_values: torch.Tensor | None,
     gamma: float,
     gae_lambda: float,
+    bootstrap_type: str = "standard",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GAE(gamma, lambda) (Schulman et al. 2015, "High-Dimensional Continuous Control Using GAE"), eq. 16.
 
@@ -62,8 +64,13 @@ def generalized_advantage_estimate(
         delta_t = r_t + gamma * [(1 - done_t) V(s_{t+1}) + trunc_t (1 - term_t) V(final_t)] - V(s_t)
         A_t     = delta_t + gamma * lambda * (1 - done_t) * A_{t+1},    done_t = term_t or trunc_t
 
-    A termination bootstraps nothing; a truncation bootstraps from the final observation; with auto-reset
-    s_{t+1} belongs to the next episode, so neither the value nor the advantage crosses a done.
+    ``bootstrap_type`` picks the episode ends that add ``gamma * V(final_t)``: ``standard`` truncations only
+    (a termination bootstraps nothing; Pardo et al. 2018, "Time Limits in RL"), ``always`` truncations and
+    terminations (RLinf's ManiSkill recipes: ``compute_bootstrap_rewards`` in RLinf/RLinf
+    rlinf/workers/env/env_worker.py adds ``gamma * V(final obs)`` to the last reward of a chunk that ended an
+    episode), ``none`` neither (a time limit counts as terminal: RLinf without auto-reset, where that function
+    returns early). With auto-reset s_{t+1} belongs to the next episode, so neither the value nor the advantage
+    crosses a done.
     Returns ``(advantages [T, B], returns [T, B] = advantages + values)``. Vectorised over B; the recursion
     runs backwards over T.
     """
@@ -73,7 +80,7 @@ def generalized_advantage_estimate(
     carry = (~done).to(rewards.dtype)
     boot = torch.zeros_like(rewards)
     if bootstrap_values is not None:
-        boot = bootstrap_values.to(rewards.dtype) * (truncations & ~terminations).to(rewards.dtype)
+        boot = bootstrap_values.to(rewards.dtype) * bootstrap_mask(terminations, truncations, bootstrap_type)
     next_values = torch.cat([values[1:], next_value.to(rewards.dtype).unsqueeze(0)], dim=0)
     deltas = rewards + gamma * (carry * next_values + boot) - values
     advantages = torch.empty_like(rewards)
@@ -82,6 +89,19 @@ def generalized_advantage_estimate(
         running = deltas[t] + gamma * gae_lambda * carry[t] * running
         advantages[t] = running
     return advantages, advantages + values
+
+
+def bootstrap_mask(terminations: torch.Tensor, truncations: torch.Tensor, bootstrap_type: str) -> torch.Tensor:
+    """float mask (flags' shape): 1 where an episode end adds ``gamma * V(final observation)``."""
+    if bootstrap_type == "standard":
+        ends = truncations & ~terminations
+    elif bootstrap_type == "always":
+        ends = truncations | terminations
+    elif bootstrap_type == "none":
+        ends = torch.zeros_like(truncations)
+    else:
+        raise ValueError(f"unknown bootstrap_type {bootstrap_type!r}; valid: standard, always, none")
+    return ends.to(torch.float32)
 
 
 @ADVANTAGES.register("gae")
@@ -101,7 +121,8 @@ def gae_from_batch(batch: RolloutBatch, cfg: AlgorithmConfig) -> AdvantageResult
     truncs = reduce_flags(batch.truncations, cfg.reward_type)
     if cfg.reward_type == CHUNK:
         adv, ret = generalized_advantage_estimate(
-            rewards, batch.old_values[..., 0], next_value, terms, truncs, boot, cfg.gamma, cfg.gae_lambda
+            rewards, batch.old_values[..., 0], next_value, terms, truncs, boot, cfg.gamma, cfg.gae_lambda,
+            cfg.bootstrap_type,
         )
         return AdvantageResult(adv, ret, batch.loss_mask)
     num_chunks = batch.num_chunks
@@ -117,6 +138,7 @@ def gae_from_batch(batch: RolloutBatch, cfg: AlgorithmConfig) -> AdvantageResult
         boot,
         cfg.gamma,
         cfg.gae_lambda,
+        cfg.bootstrap_type,
     )
     adv, ret = unflatten_action_steps(adv, num_chunks), unflatten_action_steps(ret, num_chunks)
     return AdvantageResult(adv, ret, batch.loss_mask)
@@ -192,7 +214,8 @@ def normalize_advantages(advantages: torch.Tensor, loss_mask: torch.Tensor, eps:
 
 def compute_advantages(batch: RolloutBatch, cfg: AlgorithmConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the ``cfg.adv_type`` estimator, normalise if ``cfg.normalize_advantages``, fill ``batch.advantages``,
-    ``batch.returns`` and ``batch.loss_mask`` (GRPO filtering may clear groups). Returns (advantages, returns),
+    ``batch.returns``, ``batch.loss_mask`` (GRPO filtering may clear groups) and ``batch.loss_weights``
+    (``cfg.loss_agg: episode_weighted``; None otherwise). Returns (advantages, returns),
     ``[T, B]`` or ``[T, B, C]``. Runs without gradient."""
     batch.validate()
     with torch.no_grad():
@@ -201,4 +224,7 @@ def compute_advantages(batch: RolloutBatch, cfg: AlgorithmConfig) -> tuple[torch
         if cfg.normalize_advantages:
             advantages = normalize_advantages(advantages, result.loss_mask)
     batch.advantages, batch.returns, batch.loss_mask = advantages, result.returns, result.loss_mask
+    # RLinf weighs by the episode's own length (from the dones, before any GRPO filtering): aggregation.py
+    dones = batch.terminations | batch.truncations
+    batch.loss_weights = episode_weights(dones) if cfg.loss_agg == EPISODE_WEIGHTED else None
     return advantages, result.returns

@@ -50,11 +50,14 @@ class RolloutBatch:
     loss_mask: bool ``[T, B]``: steps that count in the loss and statistics (``mask_after_first_done`` for envs
         without auto-reset; GRPO group filtering clears more).
     old_values: float ``[T, B, V]`` or None: V(o_t) from the rollout (GAE and value clipping need it).
-    bootstrap_values: float ``[T, B, V]`` or None: V(final observation) where the episode was truncated inside
-        step t, 0 elsewhere (only column 0, the value of that observation, is used).
+    bootstrap_values: float ``[T, B, V]`` or None: V(final observation) where the episode ended inside step t
+        (truncated, or terminated: ``algorithm.bootstrap_type`` picks which are used), 0 elsewhere (only column 0,
+        the value of that observation, is used).
     last_values: float ``[B, V]`` or None: V(o_T), the observation after the last step (column 0 is used).
     advantages / returns: filled by ``compute_advantages``; ``[T, B]`` (reward_type chunk_level) or
         ``[T, B, C]`` (action_level). Returns are the value targets (GRPO: the episode score).
+    loss_weights: float ``[T, B]`` or None: per-sample loss weights (``algorithm.loss_agg: episode_weighted``,
+        filled by ``compute_advantages``; see ``aggregation.py``); None: masked mean.
 
     Each field declares its env axis once (``env_axis`` metadata); ``split``, ``cat`` and ``to`` follow it.
     """
@@ -70,6 +73,7 @@ class RolloutBatch:
     last_values: torch.Tensor | None = field(default=None, metadata=_env_axis(0))
     advantages: torch.Tensor | None = field(default=None, metadata=_env_axis(1))
     returns: torch.Tensor | None = field(default=None, metadata=_env_axis(1))
+    loss_weights: torch.Tensor | None = field(default=None, metadata=_env_axis(1))
 
     @property
     def num_steps(self) -> int:
@@ -117,6 +121,8 @@ class RolloutBatch:
             tensor = getattr(self, name)
             if tensor is not None and tuple(tensor.shape) not in ((t, b), (t, b, c)):
                 raise ValueError(f"{name} must be [T, B] or [T, B, C] = {(t, b, c)}, got {tuple(tensor.shape)}")
+        if self.loss_weights is not None:
+            _expect("loss_weights", self.loss_weights, (t, b))
         return self
 
     def _map(self, fn: TensorFn) -> RolloutBatch:
@@ -164,7 +170,7 @@ class FlatBatch:
     the same names, with (T, B) merged into N.
 
     forward_inputs ``{name: [N, ...]}``; old_logprobs ``[N, C, A]``; advantages / returns ``[N]`` or ``[N, C]``;
-    loss_mask bool ``[N]``; old_values ``[N, V]`` or None.
+    loss_mask bool ``[N]``; old_values ``[N, V]`` or None; loss_weights float ``[N]`` or None.
     """
 
     forward_inputs: dict[str, torch.Tensor]
@@ -173,6 +179,7 @@ class FlatBatch:
     loss_mask: torch.Tensor
     old_values: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    loss_weights: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.old_logprobs.shape[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rlvla_cli.algorithms.aggregation import aggregate
 from rlvla_cli.algorithms.levels import masked_mean, masked_var, reduce_per_level
 
 
@@ -24,8 +25,10 @@ def ppo_policy_loss(
     clip_ratio_high: float,
     clip_ratio_c: float | None = None,
     logprob_ratio_clamp: float | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate loss (to minimise), masked mean over every term.
+    """Clipped surrogate loss (to minimise), masked mean over every term (``weights`` ``[N]``: RLinf's
+    per-episode weighting instead, see ``aggregation.py``).
 
     logprobs / old_logprobs / advantages: ``[N, ...]`` (one shape; advantages already broadcast), mask ``[N]``.
 
@@ -59,7 +62,7 @@ def ppo_policy_loss(
             "ratio": masked_mean(ratio, mask),
             "dual_clip_fraction": masked_mean(dual_binds.float(), mask),
         }
-    return masked_mean(loss, mask), metrics
+    return aggregate(loss, mask, weights), metrics
 
 
 def value_loss(
@@ -70,8 +73,10 @@ def value_loss(
     *,
     value_clip: float | None,
     huber_delta: float,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped Huber value loss, masked mean: ``max(huber(R - V), huber(R - V_clip))``.
+    """Clipped Huber value loss, masked mean (or ``weights`` ``[N]``: RLinf's per-episode weighting):
+    ``max(huber(R - V), huber(R - V_clip))``.
 
     values / old_values / returns: one shape ``[N, ...]``; ``V_clip = V_old + clamp(V - V_old, -eps_v, eps_v)``
     with ``eps_v = value_clip`` (None, or no old values: plain Huber). Metric ``value_clip_ratio``: fraction of
@@ -88,7 +93,7 @@ def value_loss(
         loss = torch.maximum(loss, clipped_loss)
     with torch.no_grad():
         metrics = {"value_clip_ratio": masked_mean(clip_binds.float(), mask)}
-    return masked_mean(loss, mask), metrics
+    return aggregate(loss, mask, weights), metrics
 
 
 def mean_entropy(entropy: torch.Tensor, mask: torch.Tensor | None, entropy_type: str) -> torch.Tensor:

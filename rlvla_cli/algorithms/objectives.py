@@ -3,6 +3,8 @@
 Each maps ``(EvaluateOutput, FlatBatch, AlgorithmConfig, critic_warmup_active)`` to ``(loss, metrics)``:
 the loss to minimise (scalar) and detached metrics (names: docs/architecture.md, "Metrics"). Log-probs arrive per
 action dimension ``[N, C, A]`` and are reduced to ``cfg.logprob_type``; advantages ``[N]`` / ``[N, C]`` are broadcast.
+Policy and value losses aggregate by ``cfg.loss_agg`` (``micro.loss_weights``, see ``aggregation.py``); the
+entropy is always a masked mean (as RLinf's worker).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def policy_terms(output: EvaluateOutput, micro: FlatBatch, cfg: AlgorithmConfig)
         clip_ratio_high=cfg.clip_ratio_high,
         clip_ratio_c=cfg.clip_ratio_c,
         logprob_ratio_clamp=cfg.logprob_ratio_clamp,
+        weights=micro.loss_weights,
     )
     metrics = {f"train/actor/{name}": value for name, value in raw.items()}
     metrics["train/actor/policy_loss"] = loss.detach()
@@ -59,7 +62,8 @@ def value_terms(output: EvaluateOutput, micro: FlatBatch, cfg: AlgorithmConfig) 
     if micro.old_values is not None:
         old_values, _ = value_pred_and_target(micro.old_values, micro.returns)
     loss, raw = value_loss(
-        values, old_values, returns, micro.loss_mask, value_clip=cfg.value_clip, huber_delta=cfg.huber_delta
+        values, old_values, returns, micro.loss_mask, value_clip=cfg.value_clip, huber_delta=cfg.huber_delta,
+        weights=micro.loss_weights,
     )
     metrics = {f"train/critic/{name}": value for name, value in raw.items()}
     metrics["train/critic/value_loss"] = loss.detach()

@@ -28,16 +28,24 @@ class AlgorithmConfig(StrictModel):
     gamma: float = Field(0.99, ge=0.0, le=1.0, description="Discount factor per (chunk or action) step.")
     gae_lambda: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda (bias/variance trade-off).")
     normalize_advantages: bool = Field(
-        True, description="Normalise advantages to zero mean / unit std over the loss-masked batch."
+        True,
+        description="Normalise advantages to zero mean / unit std over the loss-masked batch (GAE and GRPO). RLinf "
+        "normalises GAE's always and GRPO's never (set false for RLinf's GRPO arithmetic).",
     )
     update_epoch: int = Field(1, ge=1, description="Passes over each rollout batch per training step.")
     clip_ratio_low: float = Field(0.2, gt=0.0, lt=1.0, description="PPO clip: ratio lower bound is 1 - this.")
     clip_ratio_high: float = Field(0.2, gt=0.0, description="PPO clip: ratio upper bound is 1 + this.")
     clip_ratio_c: float | None = Field(
-        3.0, gt=1.0, description="Dual-clip bound c for negative advantages (loss <= c|A|); null turns it off."
+        3.0,
+        gt=1.0,
+        description="Dual-clip bound c for negative advantages (loss <= c|A|); null turns it off (RLinf's worker "
+        "applies its clip_ratio_c only to GR00T, so its OpenVLA / openpi recipes run without it).",
     )
     logprob_ratio_clamp: float | None = Field(
-        20.0, gt=0.0, description="Clamp log(pi/pi_old) to [-x, x] before exp (avoids overflow); null: off."
+        20.0,
+        gt=0.0,
+        description="Clamp log(pi/pi_old) to [-x, x] before exp (avoids overflow); null: off (RLinf has no such "
+        "clamp for OpenVLA / openpi).",
     )
     value_clip: float | None = Field(
         0.2, gt=0.0, description="Value clipping around the old value (V_old +- this); null turns it off."
@@ -65,6 +73,20 @@ class AlgorithmConfig(StrictModel):
     rewards_lower_bound: float = Field(0.1, description="GRPO filter: groups with a mean score below this are dropped.")
     rewards_upper_bound: float = Field(0.9, description="GRPO filter: groups with a mean score above this are dropped.")
     shuffle_micro_batches: bool = Field(True, description="Shuffle samples before splitting them into micro-batches.")
+    bootstrap_type: Literal["standard", "always", "none"] = Field(
+        "standard",
+        description="GAE: which episode ends add gamma * V(final observation): `standard` truncations only "
+        "(time limits; terminations end the return), `always` truncations and terminations (RLinf's ManiSkill "
+        "recipes with auto_reset), `none` neither (a time limit counts as terminal: RLinf without auto_reset). "
+        "See docs/porting_from_rlinf.md.",
+    )
+    loss_agg: Literal["masked_mean", "episode_weighted"] = Field(
+        "masked_mean",
+        description="How policy and value loss terms are averaged: `masked_mean` over the loss-masked terms (long "
+        "episodes weigh more), or `episode_weighted`: mean over all terms of L * mask * (T*C / episode length), "
+        "each env's episode weighing the same (RLinf's embodied worker without auto_reset; needs "
+        "env.train.auto_reset: false).",
+    )
 
     # Capabilities of the chosen estimator / objective (algorithms/ registers them under these names).
     @property
