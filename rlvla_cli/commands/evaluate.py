@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+if TYPE_CHECKING:
+    from rlvla_cli.config.env import EnvConfigBase
+    from rlvla_cli.config.schema import RootConfig
 
-def eval_sets_of(cfg: Any) -> dict[str, Any]:
+
+def eval_sets_of(cfg: RootConfig) -> dict[str, Any]:
     """``env.eval`` as the set ``eval``, then every extra set (``env.eval_sets``: name -> env config, e.g. the
     out-of-distribution splits) when the config has that key."""
     sets = {"eval": cfg.env.eval}
@@ -21,7 +25,7 @@ def eval_sets_of(cfg: Any) -> dict[str, Any]:
     return sets
 
 
-def default_workers(env_cfg: Any) -> int:
+def default_workers(env_cfg: EnvConfigBase) -> int:
     """Env worker processes: the built-in task and GPU-simulated ManiSkill (one simulator for all envs) run in
     this process; CPU simulators get the largest divisor of ``total_num_envs`` not above the CPU count."""
     if env_cfg.one_simulator_for_all_envs:
@@ -31,7 +35,7 @@ def default_workers(env_cfg: Any) -> int:
     return max(d for d in range(1, min(cpus, total) + 1) if total % d == 0)
 
 
-def video_count(env_cfg: Any) -> int:
+def video_count(env_cfg: EnvConfigBase) -> int:
     """Videos per eval set: ``video_cfg.num_videos`` (0: none).
 
     ``video_cfg.save_video`` is the training-rollout switch (saved configs always spell it out), so it does
@@ -39,13 +43,12 @@ def video_count(env_cfg: Any) -> int:
     return int(env_cfg.video_cfg.num_videos)
 
 
-def default_out_dir(cfg: Any) -> Path:
-    from rlvla_cli.runtime.runner import run_dir_of
-
-    return run_dir_of(cfg) / "eval" / time.strftime("%Y%m%d-%H%M%S")
+def default_out_dir(cfg: RootConfig) -> Path:
+    return cfg.run_dir / "eval" / time.strftime("%Y%m%d-%H%M%S")
 
 
-def evaluate_all(policy: Any, cfg: Any, episodes: int | None, greedy: bool, out_dir: Path, console: Console) -> Any:
+def evaluate_all(policy: Any, cfg: RootConfig, episodes: int | None, greedy: bool, out_dir: Path,
+                 console: Console) -> Any:
     """Every eval set of ``cfg`` with a progress bar; videos under ``out_dir/videos/<set>``."""
     from rlvla_cli.evaluation.report import EvalResult
     from rlvla_cli.evaluation.runner import evaluate_policy

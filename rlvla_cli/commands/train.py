@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlvla_cli.errors import UserError, ensure_output_dir
 
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
 
-def hardware_placement(cfg: Any) -> tuple[Any, tuple[bool, bool]]:
+
+def hardware_placement(cfg: RootConfig) -> tuple[Any, tuple[bool, bool]]:
     """Resolve ``cluster.component_placement`` on the GPUs present (CPU mode without GPUs: ranks become CPU
     process slots) and plan offload; raises the planner's first refusal as a ConfigError.
     Returns (ResolvedPlacement, (actor offload, rollout offload))."""
@@ -39,7 +42,7 @@ def hardware_placement(cfg: Any) -> tuple[Any, tuple[bool, bool]]:
     return result.placement, (bool(actor and actor.applied), bool(rollout and rollout.applied))
 
 
-def _multinode_error(cfg: Any, config: Path | None, overrides: list[str]) -> UserError:
+def _multinode_error(cfg: RootConfig, config: Path | None, overrides: list[str]) -> UserError:
     """The refusal of a multi-node run started without DeepSpeed's launcher, with the launch command to use."""
     import shlex
 
@@ -70,9 +73,7 @@ def run_train(config: Path | None, overrides: list[str]) -> None:
 
     if cfg.cluster.num_nodes > 1 and not launched_externally():
         raise _multinode_error(cfg, config, overrides)
-    from rlvla_cli.runtime.runner import run_dir_of
-
-    ensure_output_dir(run_dir_of(cfg), "runner.output_dir")  # before workers start, not after a step
+    ensure_output_dir(cfg.run_dir, "runner.output_dir")  # before workers start, not after a step
     placement, offload = hardware_placement(cfg)
     if launched_externally() and int(os.environ["RANK"]) > 0:
         _serve_as_follower(cfg, placement)
@@ -94,9 +95,8 @@ def run_train(config: Path | None, overrides: list[str]) -> None:
         raise SystemExit(130)
 
 
-def _serve_as_follower(cfg: Any, placement: Any) -> None:
+def _serve_as_follower(cfg: RootConfig, placement: Any) -> None:
     """A non-zero rank started by DeepSpeed's launcher: a trainer rank serving rank 0 (the driver)."""
-    from rlvla_cli.runtime.runner import optimizer_steps_per_training_step, total_steps_of
     from rlvla_cli.runtime.trainer_group import follower_main
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -104,5 +104,4 @@ def _serve_as_follower(cfg: Any, placement: Any) -> None:
     if world != len(actor):
         raise UserError(f"the launcher started {world} ranks but the placement has {len(actor)} actor processes",
                         key="cluster.component_placement", fix="launch one process per actor slot")
-    total_opt = total_steps_of(cfg) * optimizer_steps_per_training_step(cfg)
-    follower_main(cfg, rank, world, None, actor[rank].device, total_opt)
+    follower_main(cfg, rank, world, None, actor[rank].device, cfg.total_optimizer_steps)

@@ -6,7 +6,10 @@ context), carrying the dotted key to blame and the fix. `config_warnings` lists 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
 
 # Action size each simulator's adapter takes (7-D end-effector delta: xyz, rpy, gripper).
 
@@ -19,7 +22,7 @@ class RuleError(ValueError):
         self.key, self.message, self.fix = key, message, fix
 
 
-def check_rules(cfg: Any) -> None:
+def check_rules(cfg: RootConfig) -> None:
     """Run every rule on a RootConfig; the first broken one raises `RuleError`."""
     for rule in (
         _state_obs_need_image_free_policy,  # first: with no camera no other model setting can help
@@ -37,11 +40,11 @@ def check_rules(cfg: Any) -> None:
         rule(cfg)
 
 
-def _envs(cfg: Any) -> list[tuple[str, Any]]:
+def _envs(cfg: RootConfig) -> list[tuple[str, Any]]:
     return [("env.train", cfg.env.train), ("env.eval", cfg.env.eval)]
 
 
-def _chunks_divide_rollout(cfg: Any) -> None:
+def _chunks_divide_rollout(cfg: RootConfig) -> None:
     chunks = cfg.actor.model.num_action_chunks
     for name, env in _envs(cfg):
         if env.max_steps_per_rollout_epoch % chunks:
@@ -54,7 +57,7 @@ def _chunks_divide_rollout(cfg: Any) -> None:
             )
 
 
-def _grpo_groups(cfg: Any) -> None:
+def _grpo_groups(cfg: RootConfig) -> None:
     algo, train = cfg.algorithm, cfg.env.train
     if not algo.groups_envs:
         if train.group_size > 1:
@@ -79,7 +82,7 @@ def _grpo_groups(cfg: Any) -> None:
         )
 
 
-def _critic_matches_algorithm(cfg: Any) -> None:
+def _critic_matches_algorithm(cfg: RootConfig) -> None:
     algo, model = cfg.algorithm, cfg.actor.model
     if algo.groups_envs and algo.trains_critic:
         raise RuleError(
@@ -95,7 +98,7 @@ def _critic_matches_algorithm(cfg: Any) -> None:
         )
 
 
-def _value_levels(cfg: Any) -> None:
+def _value_levels(cfg: RootConfig) -> None:
     model, algo = cfg.actor.model, cfg.algorithm
     if model.add_value_head and model.value_type == "action_level" and algo.reward_type != "action_level":
         raise RuleError(
@@ -105,7 +108,7 @@ def _value_levels(cfg: Any) -> None:
         )
 
 
-def _action_dims(cfg: Any) -> None:
+def _action_dims(cfg: RootConfig) -> None:
     model = cfg.actor.model
     for name, env in _envs(cfg):
         expected = env.action_dim
@@ -124,7 +127,7 @@ def _action_dims(cfg: Any) -> None:
         )
 
 
-def _openvla_single_action(cfg: Any) -> None:
+def _openvla_single_action(cfg: RootConfig) -> None:
     model = cfg.actor.model
     if model.model_type == "openvla" and model.num_action_chunks != 1:
         raise RuleError(
@@ -134,7 +137,7 @@ def _openvla_single_action(cfg: Any) -> None:
         )
 
 
-def _precision_matches_deepspeed(cfg: Any) -> None:
+def _precision_matches_deepspeed(cfg: RootConfig) -> None:
     if cfg.actor.model.precision == "fp16" and cfg.actor.deepspeed.bf16:
         raise RuleError(
             "actor.deepspeed.bf16",
@@ -143,7 +146,7 @@ def _precision_matches_deepspeed(cfg: Any) -> None:
         )
 
 
-def _rollout_numerics_match_trainer(cfg: Any) -> None:
+def _rollout_numerics_match_trainer(cfg: RootConfig) -> None:
     """PPO's importance ratio divides the trainer's recomputed action probability by the rollout's, so both must
     come from the same arithmetic. An fp32 model trained under bf16 autocast (``deepspeed.bf16`` on GPUs) but
     rolled out by an fp32 copy does not: the log-prob gap grows as the policy sharpens. Measured on ManiSkill
@@ -158,7 +161,7 @@ def _rollout_numerics_match_trainer(cfg: Any) -> None:
         )
 
 
-def _batch_sizes(cfg: Any) -> None:
+def _batch_sizes(cfg: RootConfig) -> None:
     actor = cfg.actor
     if actor.global_batch_size % actor.micro_batch_size:
         raise RuleError(
@@ -168,7 +171,7 @@ def _batch_sizes(cfg: Any) -> None:
         )
 
 
-def _critic_warmup_needs_critic(cfg: Any) -> None:
+def _critic_warmup_needs_critic(cfg: RootConfig) -> None:
     if cfg.actor.optim.critic_warmup_steps > 0 and not cfg.actor.model.add_value_head:
         raise RuleError(
             "actor.optim.critic_warmup_steps",
@@ -177,7 +180,7 @@ def _critic_warmup_needs_critic(cfg: Any) -> None:
         )
 
 
-def _state_obs_need_image_free_policy(cfg: Any) -> None:
+def _state_obs_need_image_free_policy(cfg: RootConfig) -> None:
     """ManiSkill ``obs_mode: state`` renders no camera: only the small policy without its image encoder fits."""
     model = cfg.actor.model
     for name, env in _envs(cfg):
@@ -197,20 +200,13 @@ def _state_obs_need_image_free_policy(cfg: Any) -> None:
             )
 
 
-def rollout_samples(cfg: Any) -> int:
-    """Samples (chunk steps over all envs) one training step collects: envs x chunk steps x rollout epochs."""
-    train = cfg.env.train
-    steps = train.max_steps_per_rollout_epoch // cfg.actor.model.num_action_chunks
-    return train.total_num_envs * steps * train.rollout_epoch
-
-
-def config_warnings(cfg: Any) -> list[str]:
+def config_warnings(cfg: RootConfig) -> list[str]:
     """Legal but probably unintended settings, one sentence each (printed by `config validate` and `train`)."""
     notes = []
     model, algo = cfg.actor.model, cfg.algorithm
     if algo.groups_envs and model.add_value_head:
         notes.append("GRPO uses no critic: actor.model.add_value_head: true only costs memory; set it false.")
-    samples = rollout_samples(cfg)
+    samples = cfg.samples_per_step
     if cfg.actor.global_batch_size > samples:
         notes.append(
             f"actor.global_batch_size {cfg.actor.global_batch_size} exceeds the {samples} samples a step collects "

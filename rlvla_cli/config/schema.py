@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -76,6 +78,40 @@ class RootConfig(StrictModel):
     def _cross_section_rules(self) -> RootConfig:
         check_rules(self)
         return self
+
+    # Derived sizes (one definition each; commands, rules, placement and the runtime read them from here).
+    @property
+    def run_dir(self) -> Path:
+        """Where the run writes: ``runner.output_dir``, else ``logger.log_path / logger.experiment_name``."""
+        logger = self.runner.logger
+        return Path(self.runner.output_dir or Path(logger.log_path) / logger.experiment_name)
+
+    @property
+    def total_steps(self) -> int:
+        """Training steps of the run: ``runner.max_steps`` when > 0, else ``runner.max_epochs``."""
+        return self.runner.max_steps if self.runner.max_steps > 0 else self.runner.max_epochs
+
+    @property
+    def chunk_steps_per_rollout(self) -> int:
+        """T: chunk steps per rollout epoch (``max_steps_per_rollout_epoch`` counts env steps; the rules make it
+        a whole number of chunks)."""
+        return max(1, self.env.train.max_steps_per_rollout_epoch // self.actor.model.num_action_chunks)
+
+    @property
+    def samples_per_step(self) -> int:
+        """Samples one training step collects: T x ``total_num_envs`` x ``rollout_epoch``."""
+        train = self.env.train
+        return self.chunk_steps_per_rollout * train.total_num_envs * train.rollout_epoch
+
+    @property
+    def optimizer_steps_per_step(self) -> int:
+        """Optimizer steps of one training step: ``update_epoch`` x global batches (the last may be partial)."""
+        return self.algorithm.update_epoch * math.ceil(self.samples_per_step / self.actor.global_batch_size)
+
+    @property
+    def total_optimizer_steps(self) -> int:
+        """Optimizer steps of the whole run (the lr schedule's horizon)."""
+        return self.total_steps * self.optimizer_steps_per_step
 
     def warnings(self) -> list[str]:
         """Legal but probably unintended settings, one sentence each."""

@@ -15,9 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rlvla_cli.errors import AssetError, UserError
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.model_base import ModelConfigBase
+    from rlvla_cli.config.schema import RootConfig
 
 Kind = Literal["checkpoint", "hf_model", "lora"]
 
@@ -86,7 +90,7 @@ def saved_model_config(weights: Path) -> dict[str, Any] | None:
     return model if isinstance(model, dict) else None
 
 
-def _lora_base(weights: Path, model_cfg: Any) -> str | None:
+def _lora_base(weights: Path, model_cfg: ModelConfigBase) -> str | None:
     if model_cfg.model_path:
         return model_cfg.model_path
     try:
@@ -96,7 +100,7 @@ def _lora_base(weights: Path, model_cfg: Any) -> str | None:
     return base if base and Path(base).is_dir() else None
 
 
-def model_config_for(resolved: ResolvedCheckpoint, model_cfg: Any) -> Any:
+def model_config_for(resolved: ResolvedCheckpoint, model_cfg: ModelConfigBase) -> Any:
     """``actor.model`` to build: the saved model config when there is one, then the checkpoint's paths."""
     from pydantic import TypeAdapter
 
@@ -129,7 +133,7 @@ def load_eval_config(config: Path | None, resolved: ResolvedCheckpoint | None, o
     return cfg
 
 
-def load_checkpoint_policy(cfg: Any, device: str = "cpu") -> Any:
+def load_checkpoint_policy(cfg: RootConfig, device: str = "cpu") -> Any:
     """Build ``cfg.actor.model`` (whose paths ``load_eval_config`` pointed at the checkpoint) on ``device``."""
     from rlvla_cli.models.registry import build_policy
 

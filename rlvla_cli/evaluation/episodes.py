@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rlvla_cli.envs.base import ChunkStepResult, Obs
 from rlvla_cli.models.base import SamplingParams
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.rollout import SamplingConfig
 
 
 @dataclass
@@ -47,7 +50,7 @@ class PoolEnv:
         self.pool.close()
 
 
-def sampling_for(greedy: bool, sampling_cfg: Any | None = None) -> SamplingParams:
+def sampling_for(greedy: bool, sampling_cfg: SamplingConfig | None = None) -> SamplingParams:
     """Greedy: the most likely action. Sampled: ``rollout.sampling`` with its eval temperature (RLinf's
     ``temperature_eval``), or temperature 1 without a config."""
     if greedy:

@@ -11,7 +11,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.env import EnvConfigBase
 
 LIBERO_INIT_STATES = 50
 
@@ -48,7 +51,7 @@ def libero_state_ids(counts: list[int], per_task: int | None) -> list[int]:
 
 
 def make_plan(
-    env_cfg: Any, episodes_per_task: int | None, seed: int | None = None, task_counts: list[int] | None = None
+    env_cfg: EnvConfigBase, episodes_per_task: int | None, seed: int | None = None, task_counts: list[int] | None = None
 ) -> EvalPlan:
     """Episodes per task (None: every LIBERO init state, one wave of ``total_num_envs`` otherwise).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,8 +19,12 @@ from rlvla_cli.evaluation.episodes import EpisodeRecord, PoolEnv, run_wave, samp
 from rlvla_cli.evaluation.plan import EvalPlan, make_plan
 from rlvla_cli.evaluation.report import EvalResult, TaskResult
 
+if TYPE_CHECKING:
+    from rlvla_cli.config.env import EnvConfigBase
+    from rlvla_cli.config.rollout import SamplingConfig
 
-def eval_env_config(env_cfg: Any, video: bool, every_n_waves: int = 1) -> Any:
+
+def eval_env_config(env_cfg: EnvConfigBase, video: bool, every_n_waves: int = 1) -> Any:
     """The env config evaluation runs with: no auto-reset, no GRPO groups, videos on or off (recording one
     wave out of every ``every_n_waves``)."""
     video_cfg = env_cfg.video_cfg.model_copy(update={"save_video": video, "every_n_rollouts": every_n_waves})
@@ -28,14 +32,14 @@ def eval_env_config(env_cfg: Any, video: bool, every_n_waves: int = 1) -> Any:
 
 
 def open_eval_env(
-    env_cfg: Any, num_workers: int = 1, video_dir: str | None = None, tag: str = "eval", max_chunk: int = 8
+    env_cfg: EnvConfigBase, num_workers: int = 1, video_dir: str | None = None, tag: str = "eval", max_chunk: int = 8
 ) -> Any:
     """Envs for ``evaluate_policy(env=...)``, kept open between in-training evaluations: ``env_cfg`` with
     evaluation's settings (no auto-reset, no groups), in this process or ``num_workers`` worker processes."""
     return _open_env(eval_env_config(env_cfg, video_dir is not None), num_workers, video_dir, tag, max_chunk)
 
 
-def _open_env(env_cfg: Any, num_workers: int, video_dir: str | None, tag: str, max_chunk: int) -> Any:
+def _open_env(env_cfg: EnvConfigBase, num_workers: int, video_dir: str | None, tag: str, max_chunk: int) -> Any:
     if num_workers <= 1:
         from rlvla_cli.envs.registry import build_env
 
@@ -72,13 +76,13 @@ def _stop_recording(env: Any) -> None:
 
 def evaluate_policy(
     policy: Any,
-    env_cfg: Any,
+    env_cfg: EnvConfigBase,
     num_episodes: int | None,
     greedy: bool = True,
     video_dir: str | Path | None = None,
     *,
     eval_set: str = "eval",
-    sampling_cfg: Any | None = None,
+    sampling_cfg: SamplingConfig | None = None,
     num_workers: int = 1,
     num_videos: int = 1,
     seed: int | None = None,

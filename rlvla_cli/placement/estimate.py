@@ -13,11 +13,14 @@ Phases on one GPU (components sharing a GPU take turns; the simulator stays resi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rlvla_cli.placement import memory as mem
 from rlvla_cli.placement.profiles import ModelProfile
 from rlvla_cli.placement.resolve import ResolvedPlacement
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class MemorySettings:
     gpu_physics: bool = False
 
 
-def settings_from_config(cfg: Any) -> MemorySettings:
+def settings_from_config(cfg: RootConfig) -> MemorySettings:
     """Read a RootConfig into :class:`MemorySettings` (eval envs counted when there are more of them)."""
     actor, ds, model, train = cfg.actor, cfg.actor.deepspeed, cfg.actor.model, cfg.env.train
     envs = max(train.total_num_envs, cfg.env.eval.total_num_envs)
@@ -53,8 +56,8 @@ def settings_from_config(cfg: Any) -> MemorySettings:
         gpu_render = params.render_backend != "cpu"  # `auto` renders on the GPU when one is present
         gpu_physics = params.sim_backend == "physx_cuda"
     elif train.env_type == "libero":
-        pixels, cameras = params.camera_width * params.camera_height, 2
-        gpu_render = params.render_backend == "egl"
+        pixels, cameras = params.camera_width * params.camera_height, 2 if params.use_wrist_image else 1
+        gpu_render = params.render_backend != "osmesa"  # auto: EGL, on the GPU when one is present
     return MemorySettings(
         micro_batch_size=actor.micro_batch_size,
         zero_stage=ds.zero_stage,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rlvla_cli.errors import UserError
 from rlvla_cli.placement import memory as mem
@@ -23,6 +23,9 @@ from rlvla_cli.placement.profiles import ModelProfile, model_profile
 from rlvla_cli.placement.resolve import ResolvedPlacement, resolve_placement
 from rlvla_cli.placement.rules import Refusal, placement_rules
 from rlvla_cli.placement.suggest import suggest_fixes
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
 
 HEADROOM_WARNING = 0.9
 """Warn when the predicted peak uses more than this share of a GPU (allocator fragmentation is not modelled)."""
@@ -117,7 +120,7 @@ def estimate(placement: ResolvedPlacement, profile: ModelProfile, s: MemorySetti
 
 
 def plan(
-    cfg: Any, gpus_per_node: int | None = None, num_nodes: int | None = None, gpu_mem_bytes: int | None = None,
+    cfg: RootConfig, gpus_per_node: int | None = None, num_nodes: int | None = None, gpu_mem_bytes: int | None = None,
     *, cpu_mode: bool = False,
 ) -> Plan:
     """Plan ``cfg`` on ``num_nodes`` x ``gpus_per_node`` GPUs of ``gpu_mem_bytes`` each.
@@ -166,7 +169,7 @@ def _offload_needs(
     return need_actor, need_rollout
 
 
-def _memory_verdict(result: Plan, cfg: Any, cap: int) -> None:
+def _memory_verdict(result: Plan, cfg: RootConfig, cap: int) -> None:
     """Add OOM / offload refusals, headroom warnings and suggestions to ``result``.
 
     OOM when even offloading every sharing component overflows a GPU; otherwise an offload refusal for
@@ -214,7 +217,7 @@ def _memory_verdict(result: Plan, cfg: Any, cap: int) -> None:
         result.suggestions = suggest_fixes(cfg, result.placement, result.settings, cap, estimate)
 
 
-def validate_placement_rules(cfg: Any, gpus_per_node: int | None = None) -> None:
+def validate_placement_rules(cfg: RootConfig, gpus_per_node: int | None = None) -> None:
     """Raise the first placement refusal of ``cfg`` as a ConfigError (``rlvla config validate``, ``train``).
 
     The GPU count comes from ``gpus_per_node``, else ``cluster.num_gpus_per_node``, else the GPUs present;

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rlvla_cli.errors import ConfigError
 from rlvla_cli.placement.resolve import ResolvedPlacement
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ def _multiples(step: int, near: int) -> str:
     return f"{low}" if low == high else f"{low} or {high}"
 
 
-def env_rules(cfg: Any, placement: ResolvedPlacement) -> list[Refusal]:
+def env_rules(cfg: RootConfig, placement: ResolvedPlacement) -> list[Refusal]:
     """Envs split evenly over env workers x pipeline stages, over rollout workers, and into GRPO groups."""
     out = []
     stages = cfg.rollout.pipeline_stage_num
@@ -73,7 +76,7 @@ def env_rules(cfg: Any, placement: ResolvedPlacement) -> list[Refusal]:
     return out
 
 
-def batch_rules(cfg: Any, placement: ResolvedPlacement) -> list[Refusal]:
+def batch_rules(cfg: RootConfig, placement: ResolvedPlacement) -> list[Refusal]:
     """global batch = k x micro batch x data-parallel size; rollout samples = k x global batch."""
     actor, dp = cfg.actor, placement.actor_dp_size
     step = actor.micro_batch_size * dp
@@ -85,8 +88,7 @@ def batch_rules(cfg: Any, placement: ResolvedPlacement) -> list[Refusal]:
             f"use a multiple of {step}, e.g. {_multiples(step, actor.global_batch_size)}",
         )]
     train = cfg.env.train
-    chunk_steps = train.max_steps_per_rollout_epoch // actor.model.num_action_chunks
-    samples = train.total_num_envs * chunk_steps * train.rollout_epoch
+    chunk_steps, samples = cfg.chunk_steps_per_rollout, cfg.samples_per_step
     if samples >= actor.global_batch_size and samples % actor.global_batch_size:
         return [Refusal(
             "divisibility", "actor.global_batch_size",
@@ -120,6 +122,6 @@ def driver_node_rules(placement: ResolvedPlacement) -> list[Refusal]:
     )]
 
 
-def placement_rules(cfg: Any, placement: ResolvedPlacement) -> list[Refusal]:
+def placement_rules(cfg: RootConfig, placement: ResolvedPlacement) -> list[Refusal]:
     """Every placement rule, in the order a user should fix them."""
     return driver_node_rules(placement) + env_rules(cfg, placement) + batch_rules(cfg, placement)

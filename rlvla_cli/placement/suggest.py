@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rlvla_cli.placement import memory as mem
 from rlvla_cli.placement.estimate import MemorySettings, actor_process_memory
 from rlvla_cli.placement.profiles import ModelProfile, model_profile
 from rlvla_cli.placement.resolve import ResolvedPlacement
 
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
+
 Candidate = tuple[str, dict, dict]
 """(overrides text, MemorySettings changes, actor.model changes)."""
 
 
-def candidates(cfg: Any, placement: ResolvedPlacement, s: MemorySettings) -> list[Candidate]:
+def candidates(cfg: RootConfig, placement: ResolvedPlacement, s: MemorySettings) -> list[Candidate]:
     """Changes that lower memory, cheapest in quality/speed first; only those not already in effect."""
     model = cfg.actor.model
     out: list[Candidate] = []
@@ -42,7 +45,7 @@ def candidates(cfg: Any, placement: ResolvedPlacement, s: MemorySettings) -> lis
     return out
 
 
-def _peak(cfg: Any, placement: ResolvedPlacement, s: MemorySettings, model_changes: dict,
+def _peak(cfg: RootConfig, placement: ResolvedPlacement, s: MemorySettings, model_changes: dict,
           estimate_fn: Callable) -> int:
     profile = model_profile(cfg.actor.model.model_copy(update=model_changes)) if model_changes else None
     if profile is None:
@@ -51,7 +54,7 @@ def _peak(cfg: Any, placement: ResolvedPlacement, s: MemorySettings, model_chang
 
 
 def suggest_fixes(
-    cfg: Any, placement: ResolvedPlacement, s: MemorySettings, cap: int, estimate_fn: Callable
+    cfg: RootConfig, placement: ResolvedPlacement, s: MemorySettings, cap: int, estimate_fn: Callable
 ) -> list[str]:
     """Single changes that fit, else the shortest cumulative combination that fits, plus a more-GPUs line."""
     lines = []

@@ -7,9 +7,13 @@ default), so two evaluations of a run are comparable.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.env import EnvConfigBase
+    from rlvla_cli.config.rollout import SamplingConfig
 
 
 class InLoopEvaluator:
@@ -20,8 +24,8 @@ class InLoopEvaluator:
     wave of ``total_num_envs``).
     """
 
-    def __init__(self, env_cfg: Any, sampling_cfg: Any = None, greedy: bool = True, max_chunk: int = 8,
-                 episodes: int | None = None):
+    def __init__(self, env_cfg: EnvConfigBase, sampling_cfg: SamplingConfig | None = None, greedy: bool = True,
+                 max_chunk: int = 8, episodes: int | None = None):
         from rlvla_cli.evaluation import open_eval_env
 
         self.env_cfg, self.sampling_cfg, self.greedy, self.episodes = env_cfg, sampling_cfg, greedy, episodes

@@ -11,9 +11,12 @@ import multiprocessing as mp
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.cluster import ClusterConfig
 
 
 def free_port() -> int:
@@ -105,7 +108,7 @@ def stop_processes(processes: list, timeout_s: float = 10.0) -> None:
             proc.join(timeout=2.0)
 
 
-def multinode_command(cluster_cfg: Any, gpus_per_node: int | str, config_path: str, overrides: list[str],
+def multinode_command(cluster_cfg: ClusterConfig, gpus_per_node: int | str, config_path: str, overrides: list[str],
                       hostfile: str | Path) -> list[str]:
     """The ``deepspeed`` launcher command that starts ``rlvla train`` on every node of ``cluster.hosts``
     (each node runs its share of trainer ranks; node 0 drives the loop)."""

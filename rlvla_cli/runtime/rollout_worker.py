@@ -2,13 +2,14 @@
 
 With ``pipeline_stage_num = S`` the pool holds S env groups; after receiving group s the policy predicts for
 it and sends its next chunk at once, so while group s steps the simulator the policy infers for the next
-group. Truncated episodes record V(final observation) for the bootstrap (termination does not bootstrap).
+group. Episodes that end record V(final observation) for the bootstrap (``algorithm.bootstrap_type`` picks which
+ends use it: truncations by default).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,6 +20,9 @@ from rlvla_cli.envs.episode import EPISODE_METRICS
 from rlvla_cli.envs.workers.pool import EnvPool
 from rlvla_cli.models.base import PolicyOutput, SamplingParams
 from rlvla_cli.runtime.perf import Stopwatch
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.rollout import SamplingConfig
 
 
 @dataclass
@@ -66,7 +70,7 @@ class RolloutWorker:
     """
 
     def __init__(self, policy: torch.nn.Module, device: str | torch.device, pool: EnvPool, steps_per_rollout: int,
-                 sampling_cfg: Any = None, auto_reset: bool = True, needs_values: bool = True,
+                 sampling_cfg: SamplingConfig | None = None, auto_reset: bool = True, needs_values: bool = True,
                  should_stop: Any = None):
         self.policy, self.device, self.pool = policy, torch.device(device), pool
         self.steps_per_rollout, self.auto_reset, self.needs_values = steps_per_rollout, auto_reset, needs_values
@@ -77,8 +81,9 @@ class RolloutWorker:
         return self.policy.predict(obs, mode="train", sampling=self.sampling)
 
     def _final_values(self, result: ChunkStepResult, width: int) -> torch.Tensor:
-        """V(final obs) ``[B_s, V]`` where the episode was truncated in this chunk, 0 elsewhere."""
-        truncated = result.truncations.any(-1) & result.infos["final_mask"]
+        """V(final obs) ``[B_s, V]`` where the episode ended in this chunk, 0 elsewhere (``algorithm.bootstrap_type``
+        decides in GAE whether terminations use it)."""
+        truncated = (result.truncations | result.terminations).any(-1) & result.infos["final_mask"]
         out = torch.zeros(result.rewards.shape[0], width)
         if self.needs_values and bool(truncated.any()):
             values = to_cpu(self.policy.get_values(result.infos["final_observation"])).float()

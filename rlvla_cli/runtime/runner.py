@@ -9,10 +9,9 @@ SIGINT / SIGTERM stop the loop at the next chunk step with a checkpoint of the l
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +28,9 @@ from rlvla_cli.runtime.threads import available_cpus, rollout_threads, torch_thr
 from rlvla_cli.runtime.trainer_group import PolicyFactory, TrainerGroup, default_policy_factory
 from rlvla_cli.runtime.weight_sync import WeightSync
 
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
+
 
 @dataclass
 class RunResult:
@@ -42,25 +44,6 @@ class RunResult:
     run_dir: Path
 
 
-def run_dir_of(cfg: Any) -> Path:
-    logger = cfg.runner.logger
-    return Path(cfg.runner.output_dir or Path(logger.log_path) / logger.experiment_name)
-
-
-def total_steps_of(cfg: Any) -> int:
-    return cfg.runner.max_steps if cfg.runner.max_steps > 0 else cfg.runner.max_epochs
-
-
-def steps_per_rollout(cfg: Any) -> int:
-    """T: chunk steps per rollout epoch (``max_steps_per_rollout_epoch`` counts env steps)."""
-    return max(1, cfg.env.train.max_steps_per_rollout_epoch // cfg.actor.model.num_action_chunks)
-
-
-def optimizer_steps_per_training_step(cfg: Any) -> int:
-    samples = steps_per_rollout(cfg) * cfg.env.train.total_num_envs * cfg.env.train.rollout_epoch
-    return cfg.algorithm.update_epoch * math.ceil(samples / cfg.actor.global_batch_size)
-
-
 class Runner:
     """Builds the components for ``placement`` and runs ``cfg``'s loop (see the module docstring).
 
@@ -68,10 +51,10 @@ class Runner:
     console: show the rich progress bar / tables.
     """
 
-    def __init__(self, cfg: Any, placement: Any, offload: tuple[bool, bool] = (False, False),
+    def __init__(self, cfg: RootConfig, placement: Any, offload: tuple[bool, bool] = (False, False),
                  factory: PolicyFactory = default_policy_factory, console: bool = True):
         self.cfg, self.placement, self.offload, self.factory, self.console = cfg, placement, offload, factory, console
-        self.run_dir = run_dir_of(cfg)
+        self.run_dir = cfg.run_dir
         self.global_step = 0
         self.env_steps = 0
         self.rng_snapshot: dict | None = None
@@ -91,7 +74,7 @@ class Runner:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(dump_config(cfg))
         actor_devices = [p.device for p in comps["actor"].processes]
-        total_opt = total_steps_of(cfg) * optimizer_steps_per_training_step(cfg)
+        total_opt = cfg.total_optimizer_steps
         self.group = TrainerGroup(cfg, actor_devices, total_opt, self.factory)
         rollout_devices = list(dict.fromkeys(p.device for p in comps["rollout"].processes))  # distinct, ordered
         rollout_device = rollout_devices[0]
@@ -111,12 +94,12 @@ class Runner:
                                   max_chunk=cfg.actor.model.num_action_chunks)
         cpu_rollout = torch.device(rollout_device).type == "cpu" and self.placement.env_workers > 0
         self.rollout_threads = rollout_threads(available_cpus(), self.placement.env_workers) if cpu_rollout else None
-        self.rollout = RolloutWorker(self.rollout_policy, rollout_device, self.pool, steps_per_rollout(cfg),
+        self.rollout = RolloutWorker(self.rollout_policy, rollout_device, self.pool, cfg.chunk_steps_per_rollout,
                                      cfg.rollout.sampling, auto_reset=cfg.env.train.auto_reset,
                                      needs_values=cfg.algorithm.needs_rollout_values, should_stop=self.stop)
         self._maybe_resume()
         self.tracker = build_tracker(cfg.runner.logger, self.run_dir, cfg.model_dump(mode="json"),
-                                     total_steps_of(cfg), self.global_step, console=self.console)
+                                     cfg.total_steps, self.global_step, console=self.console)
 
     def _maybe_resume(self) -> None:
         checkpoint = ckpt.resolve_resume_dir(self.cfg.runner.resume_dir, self.run_dir)
@@ -146,7 +129,7 @@ class Runner:
                     self.tracker.log(last, self.global_step)
                     self.tracker.print(f"eval success_once {last.get('eval/success_once', 0.0):.3f}")
                     return RunResult(status, self.global_step, last, self.last_checkpoint, self.run_dir)
-                total = total_steps_of(self.cfg)
+                total = self.cfg.total_steps
                 while self.global_step < total and not self.stop.requested:
                     metrics = self.train_step()
                     if metrics is None:  # stopped by a signal during the rollout

@@ -14,12 +14,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rlvla_cli.algorithms.update import StepResult
 from rlvla_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.actor import ActorConfig, OptimConfig
+    from rlvla_cli.config.algorithm import AlgorithmConfig
 
 UpdateFn = Callable[..., dict[str, float]]
 
@@ -67,7 +71,7 @@ class FiniteAdamW(torch.optim.AdamW):
 LR_METRICS = {"policy": "train/actor/lr", "value_head": "train/critic/lr"}  # param group name -> metric
 
 
-def build_optimizer(policy: torch.nn.Module, optim_cfg: Any, zero_stage: int) -> FiniteAdamW:
+def build_optimizer(policy: torch.nn.Module, optim_cfg: OptimConfig, zero_stage: int) -> FiniteAdamW:
     """The trainer's AdamW (``actor.optim``): group ``policy`` (``policy.policy_parameters()``, ``lr``) and group
     ``value_head`` (``policy.value_head_parameters()``, ``value_lr``); empty groups are left out. Each group
     remembers its ``base_lr`` for the schedule. It clips the gradient norm itself only under ZeRO 0 (ZeRO >= 1:
@@ -86,7 +90,7 @@ def build_optimizer(policy: torch.nn.Module, optim_cfg: Any, zero_stage: int) ->
                        eps=optim_cfg.eps, weight_decay=optim_cfg.weight_decay)
 
 
-def deepspeed_config(actor_cfg: Any, dp_size: int, on_gpu: bool) -> dict[str, Any]:
+def deepspeed_config(actor_cfg: ActorConfig, dp_size: int, on_gpu: bool) -> dict[str, Any]:
     """DeepSpeed config dict from ``actor`` (micro/global batch, optim.clip_grad, deepspeed.*).
 
     gradient_accumulation_steps = global_batch_size / (micro_batch_size x dp_size); raises ConfigError when it
@@ -131,8 +135,8 @@ class Trainer:
     total_optimizer_steps: for cosine / linear lr decay; update_fn: the algorithm core's ``update_epoch``.
     """
 
-    def __init__(self, policy: torch.nn.Module, actor_cfg: Any, algo_cfg: Any, dp_size: int, device: str,
-                 total_optimizer_steps: int, update_fn: UpdateFn | None = None):
+    def __init__(self, policy: torch.nn.Module, actor_cfg: ActorConfig, algo_cfg: AlgorithmConfig, dp_size: int,
+                 device: str, total_optimizer_steps: int, update_fn: UpdateFn | None = None):
         import deepspeed
 
         self.actor_cfg, self.algo_cfg, self.device = actor_cfg, algo_cfg, torch.device(device)

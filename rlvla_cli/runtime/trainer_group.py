@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -30,6 +30,9 @@ from rlvla_cli.runtime.launcher import (
 )
 from rlvla_cli.runtime.signals import die_with_parent, ignore_interrupts
 from rlvla_cli.runtime.trainer import Trainer
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
 
 PolicyFactory = Callable[[Any, str], torch.nn.Module]
 
@@ -63,7 +66,7 @@ class Stop:
 Command = Train | Save | Load | Stop
 
 
-def default_policy_factory(cfg: Any, device: str) -> torch.nn.Module:
+def default_policy_factory(cfg: RootConfig, device: str) -> torch.nn.Module:
     """``build_policy(cfg.actor.model)`` on ``device`` (seeded by the caller so every rank starts equal)."""
     from rlvla_cli.models.registry import build_policy
 
@@ -85,7 +88,7 @@ def _mean_metrics(per_rank: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(m[k] for m in per_rank if k in m) / sum(1 for m in per_rank if k in m) for k in sorted(names)}
 
 
-def _build_trainer(cfg: Any, rank: int, world: int, device: str, total_optimizer_steps: int,
+def _build_trainer(cfg: RootConfig, rank: int, world: int, device: str, total_optimizer_steps: int,
                    factory: PolicyFactory) -> Trainer:
     torch.manual_seed(cfg.runner.seed)  # identical initial weights on every rank
     policy = factory(cfg, device)
@@ -94,7 +97,7 @@ def _build_trainer(cfg: Any, rank: int, world: int, device: str, total_optimizer
     return trainer
 
 
-def follower_main(cfg: Any, rank: int, world: int, port: int | None, device: str, total_optimizer_steps: int,
+def follower_main(cfg: RootConfig, rank: int, world: int, port: int | None, device: str, total_optimizer_steps: int,
                   factory: PolicyFactory = default_policy_factory) -> None:
     """Entry point of trainer rank ``rank`` >= 1 (spawned by rank 0, or started by DeepSpeed's launcher with
     ``port`` None): serve rank 0's commands until ``stop``."""
@@ -144,7 +147,7 @@ class TrainerGroup:
     devices: one device string per trainer rank (from the resolved placement's actor processes).
     """
 
-    def __init__(self, cfg: Any, devices: list[str], total_optimizer_steps: int,
+    def __init__(self, cfg: RootConfig, devices: list[str], total_optimizer_steps: int,
                  factory: PolicyFactory = default_policy_factory):
         self.world = len(devices)
         self.followers: list = []

@@ -8,13 +8,16 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rlvla_cli.errors import ConfigError, ensure_output_dir
 from rlvla_cli.sft.data import DemoBatch, dataset_statistics, load_demos
 from rlvla_cli.sft.update import sft_update
+
+if TYPE_CHECKING:
+    from rlvla_cli.config.schema import RootConfig
 
 
 @dataclass
@@ -25,7 +28,7 @@ class SFTResult:
     history: list[dict[str, float]]
 
 
-def _check_images(cfg: Any, demos: DemoBatch) -> None:
+def _check_images(cfg: RootConfig, demos: DemoBatch) -> None:
     model = cfg.actor.model
     height = demos.main_images.shape[1]
     if model.model_type == "small" and model.image_size != height:
@@ -35,7 +38,7 @@ def _check_images(cfg: Any, demos: DemoBatch) -> None:
         )
 
 
-def _prepare_policy(cfg: Any, device: str):
+def _prepare_policy(cfg: RootConfig, device: str):
     from rlvla_cli.models.registry import build_policy
 
     policy = build_policy(cfg.actor.model, device=device)
@@ -45,7 +48,7 @@ def _prepare_policy(cfg: Any, device: str):
     return policy, key
 
 
-def _evaluate(policy: Any, cfg: Any, episodes: int, video_dir: Path | None) -> dict[str, float]:
+def _evaluate(policy: Any, cfg: RootConfig, episodes: int, video_dir: Path | None) -> dict[str, float]:
     from rlvla_cli.evaluation.runner import evaluate_policy
 
     if episodes <= 0:
@@ -57,10 +60,9 @@ def _evaluate(policy: Any, cfg: Any, episodes: int, video_dir: Path | None) -> d
     return result.metrics(prefix="eval")
 
 
-def run_sft(cfg: Any, device: str | None = None, log=print) -> SFTResult:
+def run_sft(cfg: RootConfig, device: str | None = None, log=print) -> SFTResult:
     """Train ``cfg.actor.model`` on ``cfg.sft`` demonstrations; returns where the policy was saved."""
     from rlvla_cli.runtime.launcher import init_distributed, shutdown_distributed
-    from rlvla_cli.runtime.runner import run_dir_of
     from rlvla_cli.runtime.trainer import Trainer
 
     if cfg.sft is None:
@@ -70,7 +72,7 @@ def run_sft(cfg: Any, device: str | None = None, log=print) -> SFTResult:
     torch.manual_seed(cfg.runner.seed)
     demos = load_demos(cfg.sft.dataset_path, cfg.actor.model.num_action_chunks, cfg.sft.max_demos)
     _check_images(cfg, demos)
-    run_dir = ensure_output_dir(run_dir_of(cfg), "runner.output_dir")
+    run_dir = ensure_output_dir(cfg.run_dir, "runner.output_dir")
     batch_size = min(cfg.actor.global_batch_size, len(demos))
     steps_per_epoch = max(1, len(demos) // batch_size)
     total = steps_per_epoch * cfg.sft.num_epochs

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rlvla_cli.algorithms.update import Stepper
 from rlvla_cli.sft.data import DemoBatch
 
+if TYPE_CHECKING:
+    from rlvla_cli.config.algorithm import AlgorithmConfig
+
 
 def sft_update(
     policy: Any,
     batch: DemoBatch,
     stepper: Stepper,
-    algo_cfg: Any,
+    algo_cfg: AlgorithmConfig,
     *,
     micro_batch_size: int,
     global_batch_size: int,
