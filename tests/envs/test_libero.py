@@ -77,13 +77,40 @@ def test_images_are_rotated_180_degrees_and_state_is_assembled():
 
 
 def test_missing_assets_is_an_asset_error_naming_the_download(tmp_path):
-    if adapter.find_assets(None) is not None:
-        pytest.skip("hf-libero's default asset folder exists on this machine")
-    with pytest.raises(AssetError, match="rlvla download-assets libero"):
+    with pytest.raises(AssetError, match="rlvla download-assets libero"):  # a given assets_dir is the only place
         adapter.require_assets(tmp_path / "nothing_here")
     for sub in adapter.ASSET_SUBDIRS:
         (tmp_path / "assets" / sub).mkdir(parents=True)
     assert adapter.find_assets(tmp_path / "assets") == tmp_path / "assets"
+
+
+def test_installed_pypi_assets_are_found_without_configuration():
+    from rlvla_cli.hub.libero_assets import installed_tree
+
+    if installed_tree() is None:
+        pytest.skip("the PyPI asset packages are not installed")
+    assert adapter.find_assets(None) == installed_tree() and adapter.require_assets(None) == installed_tree()
+
+
+def test_render_backend_choice(monkeypatch):
+    from rlvla_cli.envs import libero_render
+    from rlvla_cli.errors import ConfigError
+
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    works = {b: libero_render.probe_backend(b) is None for b in libero_render.BACKENDS}
+    if not any(works.values()):
+        with pytest.raises(ConfigError, match="render_backend"):
+            libero_render.choose_backend("auto")
+        return
+    assert libero_render.choose_backend("auto") == next(b for b in libero_render.BACKENDS if works[b])
+    for backend, ok in works.items():
+        if ok:
+            assert libero_render.choose_backend(backend) == backend
+        else:  # e.g. OSMesa on the build machines: the key, the reason and the fix in one paragraph
+            with pytest.raises(ConfigError, match=r"render_backend.*libosmesa6|render_backend.*EGL"):
+                libero_render.choose_backend(backend)
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    assert libero_render.choose_backend("egl") == "osmesa"  # the environment's choice wins
 
 
 def _assets_dir() -> str | None:
@@ -100,7 +127,7 @@ def test_real_episode(tmp_path):
 
     cfg = LiberoEnvConfig(total_num_envs=2, max_episode_steps=4,
                           init_params={"assets_dir": _assets_dir(), "camera_height": 64, "camera_width": 64,
-                                       "num_steps_wait": 2, "config_dir": str(tmp_path), "render_backend": "osmesa"})
+                                       "num_steps_wait": 2, "config_dir": str(tmp_path)})
     env = build_env(cfg, seed=0)
     try:
         obs, info = env.reset(reset_state_ids=torch.tensor([0, 51]))

@@ -27,14 +27,15 @@ def test_catalogue_holds_the_published_recipes():
         "RLinf/gsenv-assets-v0",
     ):
         assert repo_id in repos
-    datasets = {e.repo_id for e in catalogue_entries() if e.repo_type == "dataset"}
+    datasets = {e.repo_id for e in catalogue_entries() if e.repo_type == "dataset" and e.source == "hub"}
     assert datasets == {"RLinf/maniskill_assets", "lerobot/libero-assets", "RLinf/gsenv-assets-v0"}
+    assert [e.name for e in catalogue_entries() if e.source == "pypi"] == ["libero"]
 
 
 def test_every_requirement_and_key_is_well_formed():
     for entry in catalogue_entries():
         assert all(name in CATALOGUE for name in entry.requires)
-        assert entry.repo_id.count("/") == 1
+        assert entry.repo_id.count("/") == 1 or entry.source == "pypi"
         for key in (*entry.config_keys, *entry.settings):
             assert key.split(".")[0] in ("actor", "env", "rollout", "runner", "algorithm", "cluster"), key
 
@@ -62,8 +63,10 @@ def test_config_keys_exist_in_the_schema():
 
 
 def test_resolution_by_name_repo_id_and_prefix():
-    entry, known = resolve_entry("libero")
+    entry, known = resolve_entry("libero-hub")
     assert entry.repo_id == "lerobot/libero-assets" and known
+    entry, known = resolve_entry("libero")
+    assert entry.source == "pypi" and known
     entry, known = resolve_entry("rlinf/rlinf-openvlaoft-maniskill-base-lora")  # repo ids are case-insensitive
     assert entry.name == "openvla-oft-maniskill-lora" and known
     entry, known = resolve_entry("someone/some-model")

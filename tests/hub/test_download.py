@@ -72,14 +72,14 @@ def test_catalogue_dataset_into_cache_then_offline_from_cache(fake_hub, tmp_path
     endpoint, state = fake_hub
     files = {"scenes/kitchen.xml": b"<mujoco/>\n", "objects/bowl.obj": b"v 0 0 0\n" * 5000}
     state.repos[("dataset", "lerobot/libero-assets")] = FakeRepo(files, lfs={"objects/bowl.obj"})
-    proc = _cli(tmp_path, "libero", "--mirror", endpoint)
+    proc = _cli(tmp_path, "libero-hub", "--mirror", endpoint)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "env.train.init_params.assets_dir" in proc.stdout
     snapshot = tmp_path / "hf_home" / "hub" / "datasets--lerobot--libero-assets" / "snapshots"
     assert (snapshot / state.repos[("dataset", "lerobot/libero-assets")].commit / "scenes" / "kitchen.xml").is_file()
 
     config = tmp_path / "eval.yaml"
-    offline = _cli(tmp_path, "libero", "--write-config", str(config), offline=True)
+    offline = _cli(tmp_path, "libero-hub", "--write-config", str(config), offline=True)
     assert offline.returncode == 0, offline.stderr + offline.stdout
     assets_dir = yaml.safe_load(config.read_text())["env"]["eval"]["init_params"]["assets_dir"]
     assert Path(assets_dir, "objects", "bowl.obj").read_bytes() == files["objects/bowl.obj"]
