@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlvla_cli.config.builtin_vocab import PALETTE, PHRASINGS
 from rlvla_cli.config.env import BuiltinInitParams
 from rlvla_cli.envs.base import Obs, ObsSpec
 from rlvla_cli.envs.builtin_render import TabletopRenderer
-from rlvla_cli.envs.builtin_vocab import PALETTE, PHRASINGS
 from rlvla_cli.envs.episode import EpisodeSettings, EpisodeVecEnv, SimStep
 
 OBJECT_RANGE = 0.78  # objects stay inside the table border

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlvla_cli.envs.builtin_vocab import PALETTE
+from rlvla_cli.config.builtin_vocab import PALETTE
 
 # (name, RGB) of the objects; names are what the instructions say.
 PALETTE_RGB = torch.tensor([rgb for _, rgb in PALETTE], dtype=torch.uint8)

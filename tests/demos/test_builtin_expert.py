@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from rlvla_cli.config.builtin_vocab import PALETTE, PHRASINGS
 from rlvla_cli.config.env import BuiltinInitParams
 from rlvla_cli.demos.builtin_expert import BuiltinCollectSettings, collect_builtin, expert_actions, run_episodes
 from rlvla_cli.envs.builtin import BuiltinTabletopEnv
-from rlvla_cli.envs.builtin_vocab import PALETTE, PHRASINGS
 from rlvla_cli.envs.episode import EpisodeSettings
 from rlvla_cli.sft.data import dataset_statistics, load_demos
 
