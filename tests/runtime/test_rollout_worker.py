@@ -30,12 +30,13 @@ def test_rollout_batch_shapes_and_bootstrap(stages):
     assert batch.rewards.shape == (4, 4, 2) and batch.old_logprobs.shape == (4, 4, 2, 7)
     assert batch.old_values.shape == (4, 4, 1) and batch.last_values.shape == (4, 1)
     assert result.env_steps == 4 * 4 * 2
-    # Episodes of 4 env steps = 2 chunks: envs that did not succeed are truncated at t = 1 and t = 3 and
-    # bootstrap from V(final obs); everywhere else the bootstrap value is 0.
+    # Episodes of 4 env steps = 2 chunks: envs that did not succeed are truncated at t = 1 and t = 3; every
+    # episode end records V(final obs) (algorithm.bootstrap_type picks which GAE uses); elsewhere it is 0.
     truncated = batch.truncations.any(-1)
+    ended = truncated | batch.terminations.any(-1)
     assert truncated.any()
-    assert torch.all(batch.bootstrap_values[~truncated] == 0)
-    assert torch.all(batch.bootstrap_values[truncated] != 0)
+    assert torch.all(batch.bootstrap_values[~ended] == 0)
+    assert torch.all(batch.bootstrap_values[ended] != 0)
     assert result.episodes["success_once"].numel() >= 4
     assert set(episode_metrics(result.episodes)) >= {"env/success_once", "env/return", "env/episode_len"}
     # The env side is a pure function of the seed: the same reset states and layouts again.
