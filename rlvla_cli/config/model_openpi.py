@@ -80,6 +80,12 @@ class OpenPIModelConfig(ModelConfigBase):
         description="Value head on the mean-pooled VLM prefix output (pi0.5 style) instead of the mean-pooled "
         "action-expert output at the scored denoising step(s).",
     )
+    detach_critic_input: bool = Field(
+        False,
+        description="Stop the value loss's gradient at the value head's input (the mean-pooled action-expert "
+        "output), so only the head learns from it and the expert is trained by the policy loss alone (RLinf's "
+        "`detach_critic_input`, true in its pi0 PPO recipes). No effect with `value_after_vlm`.",
+    )
     value_head_hidden_dim: int = Field(
         512, ge=4, description="Hidden width of the value head MLP (in -> h -> h/4 -> 1, GELU)."
     )

@@ -36,6 +36,7 @@ def check_rules(cfg: RootConfig) -> None:
         _rollout_numerics_match_trainer,
         _batch_sizes,
         _critic_warmup_needs_critic,
+        _one_episode_per_env,
     ):
         rule(cfg)
 
@@ -79,6 +80,29 @@ def _grpo_groups(cfg: RootConfig) -> None:
             "env.train.total_num_envs",
             f"{train.total_num_envs} envs do not split into GRPO groups of {algo.group_size}",
             f"use a multiple of {algo.group_size} envs",
+        )
+
+
+def _one_episode_per_env(cfg: RootConfig) -> None:
+    """GRPO scores an env's episode and ``loss_agg: episode_weighted`` weighs it by its length: both need one
+    episode per env per rollout. With auto-reset an env that succeeds twice scores 2 and its credit spreads over
+    both episodes (RLinf's GRPO recipes run with auto_reset false; issue 16)."""
+    algo, train = cfg.algorithm, cfg.env.train
+    if not train.auto_reset:
+        return
+    if algo.groups_envs:
+        raise RuleError(
+            "env.train.auto_reset",
+            "GRPO scores one episode per env, but with auto_reset an env starts new episodes inside the rollout "
+            "and their rewards would be mixed into one score",
+            "set env.train.auto_reset: false (as RLinf's GRPO recipes), or algorithm.adv_type: gae",
+        )
+    if algo.loss_agg == "episode_weighted":
+        raise RuleError(
+            "algorithm.loss_agg",
+            "loss_agg episode_weighted weighs each env's single episode by its length, but with auto_reset an env "
+            "holds several episodes per rollout (RLinf uses the plain mean there)",
+            "set algorithm.loss_agg: masked_mean, or env.train.auto_reset: false",
         )
 
 

@@ -232,3 +232,91 @@ def test_openpi_entropy_is_a_per_element_mean_at_token_level():
     per_action = per_step.mean(1)
     assert float(mean_entropy(per_action, mask, "token_level")) == pytest.approx(float(rlinf), rel=1e-6)
     assert float(mean_entropy(per_action, mask, "chunk_level")) == pytest.approx(35 * float(rlinf), rel=1e-6)
+
+
+# ---- 8. detach_critic_input ---------------------------------------------------------------------------------------
+
+
+def _openpi_value_grads(detach: bool) -> dict[str, torch.Tensor | None]:
+    from rlvla_cli.config.model_openpi import OpenPIModelConfig
+    from rlvla_cli.models.registry import build_policy
+
+    torch.manual_seed(0)
+    cfg = OpenPIModelConfig(size="tiny", precision="fp32", action_horizon=6, num_action_chunks=4, max_token_len=24,
+                            add_value_head=True, detach_critic_input=detach)
+    policy = build_policy(cfg)
+    torch.nn.init.normal_(policy.value_head.net[-1].weight, std=0.5)  # a trained head (a fresh one outputs 0)
+    gen = torch.Generator().manual_seed(0)
+    obs = {
+        "main_images": torch.randint(0, 256, (2, 40, 40, 3), generator=gen, dtype=torch.uint8),
+        "wrist_images": torch.randint(0, 256, (2, 40, 40, 3), generator=gen, dtype=torch.uint8),
+        "states": torch.rand(2, 8, generator=gen),
+        "task_descriptions": ["put the cube on the plate", "open the drawer"],
+    }
+    out = policy.predict(obs)
+    policy.zero_grad()
+    values = policy.evaluate(out.forward_inputs, compute_entropy=False, compute_values=True).values
+    values.sum().backward()  # the value term alone
+    return {name: p.grad for name, p in policy.named_parameters()}
+
+
+def test_detach_critic_input_keeps_the_value_loss_out_of_the_action_expert():
+    # RLinf's _compute_value_from_suffix detaches the pooled expert output when detach_critic_input (its pi0 PPO
+    # recipes): the value loss trains the value head only. rlvla's default backpropagates into the expert.
+    expert = "flow.paligemma_with_expert.gemma_expert.model.layers.0.self_attn.q_proj.weight"
+    head = "value_head.net.4.weight"
+
+    def moved(grad):
+        return grad is not None and bool(grad.abs().sum() > 0)
+
+    detached = _openpi_value_grads(True)
+    assert moved(detached[head]) and not moved(detached[expert])
+    attached = _openpi_value_grads(False)
+    assert moved(attached[head]) and moved(attached[expert])
+
+
+# ---- presets that follow an RLinf recipe run RLinf's arithmetic; the config rule behind item 1 -------------------
+
+# preset -> (auto_reset, bootstrap_type, loss_agg, normalize_advantages), from RLinf's examples/embodiment/config
+# (the recipe's auto_reset, its bootstrap_type, and what its worker does with them; see docs/porting_from_rlinf.md)
+RLINF_PRESETS = {
+    "maniskill_ppo_openvlaoft": (True, "always", "masked_mean", True),
+    "maniskill_ppo_openvlaoft_quickstart": (True, "always", "masked_mean", True),
+    "maniskill_ppo_openvla": (True, "always", "masked_mean", True),
+    "maniskill_grpo_openvlaoft": (False, "always", "episode_weighted", False),
+    "maniskill_grpo_openvla": (False, "always", "episode_weighted", False),
+    "maniskill_ppo_openpi": (True, "always", "masked_mean", True),
+    "libero_spatial_ppo_openpi": (False, "none", "episode_weighted", True),
+    "libero_spatial_ppo_openpi_quickstart": (False, "none", "episode_weighted", True),
+    "libero_10_ppo_openpi": (False, "none", "episode_weighted", True),
+    "libero_10_grpo_openpi": (False, "none", "episode_weighted", False),
+    "gsenv_ppo_openpi_pi05": (False, "none", "episode_weighted", True),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(RLINF_PRESETS))
+def test_rlinf_presets_use_rlinf_arithmetic(preset):
+    from rlvla_cli.config.loader import load_config
+
+    cfg = load_config(preset)
+    auto_reset, bootstrap, agg, normalize = RLINF_PRESETS[preset]
+    algo = cfg.algorithm
+    assert (cfg.env.train.auto_reset, algo.bootstrap_type, algo.loss_agg, algo.normalize_advantages) == (
+        auto_reset, bootstrap, agg, normalize)
+    assert algo.clip_ratio_c is None and algo.logprob_ratio_clamp is None  # RLinf: dual clip only for GR00T
+    model = cfg.actor.model
+    if model.model_type == "openpi" and model.add_value_head and not model.value_after_vlm:
+        assert model.detach_critic_input  # RLinf's pi0 PPO recipes
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["env.train.auto_reset=true"], "env.train.auto_reset"),
+    (["algorithm.adv_type=gae", "algorithm.loss_type=actor_critic", "actor.model.add_value_head=true",
+      "env.train.group_size=1", "algorithm.group_size=1", "env.train.auto_reset=true"], "algorithm.loss_agg"),
+])
+def test_one_episode_per_env_rule(overrides, key):
+    from rlvla_cli.config.loader import load_config
+    from rlvla_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("maniskill_grpo_openvlaoft", overrides)

@@ -173,6 +173,8 @@ class OpenPIPolicy(VLAPolicy):
             weights = pad.to(prefix_out.dtype)[..., None]
             pooled = (prefix_out * weights).sum(1) / weights.sum(1).clamp(min=1)
             return self.value_head(pooled.float())
+        if self.cfg.detach_critic_input:  # RLinf's _compute_value_from_suffix: the value loss leaves the expert alone
+            feature = feature.detach()
         return self.value_head(feature)
 
     @torch.no_grad()
