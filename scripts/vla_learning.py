@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/vla_learning"), help="Experiment dir (resumable).")
     parser.add_argument("--models", nargs="+", default=["openvla_oft"], choices=MODELS, help="Models, in order.")
-    parser.add_argument("--demos", type=int, default=24, help="Expert demos (few on purpose: a mediocre base).")
+    parser.add_argument("--demos", type=int, default=200, help="Expert demos (few for a tiny VLA: mediocre base).")
     parser.add_argument("--action-noise", type=float, default=0.5, help="Expert action noise (imperfect demos).")
     parser.add_argument("--rl-epochs", type=int, default=None, help="RL steps (default: the config's).")
     parser.add_argument("--eval-episodes", type=int, default=128, help="Episodes per eval set and policy.")
