@@ -134,6 +134,17 @@ def config_validate(config: Path = typer.Argument(...), overrides: list[str] | N
     validate(config, overrides or [])
 
 
+@config_app.command("import-rlinf")
+def config_import_rlinf(
+    source: Path = typer.Argument(..., help="RLinf embodied YAML (its `defaults:` files next to it)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Where to write the rlvla config."),
+) -> None:
+    """Convert an RLinf recipe into an rlvla config; print how every key maps; exit 2 if one cannot be mapped."""
+    from rlvla_cli.commands.config_cmd import import_rlinf
+
+    import_rlinf(source, output)
+
+
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON Schema of the config."""

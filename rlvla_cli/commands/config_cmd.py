@@ -63,3 +63,35 @@ def _print_warnings(cfg) -> None:  # noqa: ANN001
         console = Console(stderr=True, soft_wrap=True, highlight=False)
         for note in notes:
             console.print(f"[yellow]warning:[/] {escape(note)}")
+
+
+def import_rlinf(source: Path, output: Path | None) -> None:
+    """Convert an RLinf embodied YAML into an rlvla config (``output``, default ``<name>_rlvla.yaml`` next to the
+    source), print a table of every RLinf key (mapped to what, dropped and why, unsupported), validate the result
+    with rlvla's loader; ``ConfigError`` (exit 2) when a key cannot be mapped."""
+    from rich.table import Table
+
+    from rlvla_cli.config.rlinf_import import UNSUP, convert_and_validate
+    from rlvla_cli.errors import ConfigError
+
+    output = output or source.with_name(f"{source.stem}_rlvla.yaml")
+    result = convert_and_validate(source, output)
+    styles = {"mapped": "green", "derived": "cyan", "dropped": "dim", UNSUP: "bold red"}
+    table = Table(title=f"RLinf {source.name} -> rlvla", show_lines=False)
+    for column in ("RLinf key", "value", "status", "rlvla key / reason"):
+        table.add_column(column, overflow="fold")
+    for row in result.rows:
+        note = f"({row.note})" if row.note and row.target else row.note
+        detail = " ".join(part for part in (row.target, note) if part)
+        status = f"[{styles[row.status]}]{row.status}[/]"
+        table.add_row(escape(row.key), escape(repr(row.value)), status, escape(detail))
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # piped / redirected: do not fold the keys into an 80-column table
+        console = Console(width=200)
+    console.print(table)
+    if result.unsupported:
+        keys = ", ".join(f"{row.key} ({row.note})" for row in result.unsupported)
+        raise ConfigError(f"{len(result.unsupported)} key(s) cannot be mapped: {keys}", file=str(source),
+                          fix="change or remove them in the RLinf file (see docs/porting_from_rlinf.md); nothing "
+                          "was written")
+    Console(soft_wrap=True, highlight=False).print(f"[bold green]OK[/] wrote {escape(str(output))} (validated)")
