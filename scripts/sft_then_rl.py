@@ -25,6 +25,7 @@ from pathlib import Path
 GRPO_OVERRIDES = [
     "algorithm.adv_type=grpo", "algorithm.loss_type=actor", "algorithm.normalize_advantages=false",
     "algorithm.group_size=4", "env.train.group_size=4", "env.eval.group_size=1",
+    "env.train.auto_reset=false",  # a GRPO score is one episode per env (config rule, as RLinf)
 ]
 
 
