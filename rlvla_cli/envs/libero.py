@@ -118,10 +118,14 @@ def require_assets(assets_dir: str | Path | None) -> Path:
 
 def import_libero(params: LiberoInitParams):
     """Write the config, choose the renderer, import hf-libero; returns (benchmark module, libero.libero)."""
-    write_libero_config(params.config_dir, find_assets(params.assets_dir) or params.assets_dir)
+    assets = find_assets(params.assets_dir)
+    write_libero_config(params.config_dir, assets or params.assets_dir)
     export_backend(choose_backend(params.render_backend))
     import libero.libero as libero_root
     from libero.libero import benchmark
+
+    if assets is not None:
+        libero_root._assets_path_cache = str(assets)  # where hf-libero's objects read from; it never downloads
 
     return benchmark, libero_root
 
@@ -230,7 +234,7 @@ class LiberoVecEnv(EpisodeVecEnv):
         self.tasks = load_suite_tasks(params.task_suite_name, params.task_ids, benchmark)
         self.counts = [len(t.init_states) for t in self.tasks]
         self.num_reset_states = sum(self.counts)
-        self._libero_root._assets_path_cache = str(self.assets)  # hf-libero then never downloads
+        self._libero_root._assets_path_cache = str(self.assets)  # hf-libero's objects read from here
         self.cameras = (MAIN_CAMERA, WRIST_CAMERA) if params.use_wrist_image else (MAIN_CAMERA,)
         spec = ObsSpec(image_shape=(params.camera_height, params.camera_width, 3), state_dim=STATE_DIM,
                        has_wrist=params.use_wrist_image)
