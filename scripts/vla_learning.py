@@ -80,7 +80,10 @@ class Experiment:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGTERM if resumable else signal.SIGKILL)  # the runner checkpoints
                 code = proc.wait(timeout=120)
-                code = 130 if not resumable else code
+                if not resumable:  # demos / SFT / eval restart from scratch: they must fit in one command
+                    print(f"[{name}] stopped by the time budget and will start over; it needs one command of "
+                          f"about {time.time() - started:.0f} s or more (--time-budget-s)", flush=True)
+                    code = 130
         seconds = self._add_time(name, time.time() - started)
         if code == 130:
             return False
