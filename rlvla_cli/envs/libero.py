@@ -16,8 +16,9 @@ Speed (rendering dominates on the CPU: ~0.1-0.3 s per camera image with Mesa):
 - robosuite envs are built with ``hard_reset=False``: a reset rewinds the simulator instead of recompiling the
   scene XML and re-creating the render context (~5 s each time); the stored init state then sets the whole
   MuJoCo state, so the episode starts in the same state either way;
-- cameras are not rendered during the settle steps (only after the last one), and only the cameras the policy
-  reads are built (``use_wrist_image``);
+- robosuite's camera observables are switched off: cameras are rendered only when an observation is asked for
+  (after a reset and at the end of each action chunk, not on the chunk's inner steps or the settle steps), only
+  for envs that moved since their last render, and only the cameras the policy reads (``use_wrist_image``);
 - envs built for other tasks are kept idle (``env_cache_size``) for reuse when a slot switches task;
 - images are copied once, flipped, straight from robosuite's arrays into the fresh observation tensors.
 """
@@ -211,6 +212,15 @@ def set_cameras_enabled(env, cameras: tuple[str, ...], enabled: bool) -> None:
         env.env.modify_observable(f"{camera}_image", "enabled", enabled)
 
 
+def render_camera(env, camera: str, height: int, width: int) -> np.ndarray:
+    """One camera image ``[H, W, 3]`` exactly as robosuite's camera observable makes it (same convention)."""
+    from robosuite import macros
+    from robosuite.utils.mjcf_utils import IMAGE_CONVENTION_MAPPING
+
+    image = env.env.sim.render(camera_name=camera, width=width, height=height, depth=False)
+    return image[:: IMAGE_CONVENTION_MAPPING[macros.IMAGE_CONVENTION]]
+
+
 def use_fast_render(env) -> None:
     """No shadows, no multisampling: rebuild the env's render context with those quality settings."""
     sim = env.env.sim
@@ -243,7 +253,8 @@ class LiberoVecEnv(EpisodeVecEnv):
         self.slot_task: list[int] = [-1] * num_envs
         self.idle: list[tuple[int, object]] = []  # (task position, env), least recently used first
         blank = np.zeros(spec.image_shape, dtype=np.uint8)
-        self.raw_images = {camera: [blank] * num_envs for camera in self.cameras}  # robosuite's arrays, unflipped
+        self.raw_images = {camera: [blank] * num_envs for camera in self.cameras}  # last renders, unflipped
+        self.stale = [True] * num_envs  # moved since its last render
         self.states = torch.zeros(num_envs, STATE_DIM)
         self.instructions = [""] * num_envs
 
@@ -255,6 +266,7 @@ class LiberoVecEnv(EpisodeVecEnv):
                                  hard_reset=False)
         if self.params.fast_render:
             use_fast_render(env)
+        set_cameras_enabled(env, self.cameras, False)  # rendered on demand by _sim_obs
         return env
 
     def _env_for(self, env_id: int, position: int):
@@ -271,9 +283,8 @@ class LiberoVecEnv(EpisodeVecEnv):
         return env
 
     def _store(self, env_id: int, raw: dict) -> None:
-        for camera in self.cameras:
-            self.raw_images[camera][env_id] = raw[f"{camera}_image"]
         self.states[env_id] = torch.from_numpy(convert_state(raw))
+        self.stale[env_id] = True
 
     def _sim_reset(self, env_ids: torch.Tensor, state_ids: torch.Tensor) -> None:
         for env_id, state_id in zip(env_ids.tolist(), state_ids.tolist(), strict=True):
@@ -281,13 +292,11 @@ class LiberoVecEnv(EpisodeVecEnv):
             task = self.tasks[position]
             env = self._env_for(env_id, position)
             env.seed(int(state_id))
-            set_cameras_enabled(env, self.cameras, False)  # no renders until the state has settled
             env.reset()
-            env.set_init_state(task.init_states[init_index])
+            raw = env.set_init_state(task.init_states[init_index])
             for _ in range(self.params.num_steps_wait):
-                env.step(NOOP_ACTION)
-            set_cameras_enabled(env, self.cameras, True)
-            self._store(env_id, env.env._get_observations(force_update=True))
+                raw, _, _, _ = env.step(NOOP_ACTION)
+            self._store(env_id, raw)
             self.instructions[env_id] = task.language
 
     def _sim_step(self, actions: torch.Tensor, active: torch.Tensor) -> SimStep:
@@ -300,7 +309,16 @@ class LiberoVecEnv(EpisodeVecEnv):
             reward[env_id] = float(done)
         return SimStep(reward=reward, terminated=success.clone(), success=success)
 
+    def _render_stale(self) -> None:
+        height, width = self.params.camera_height, self.params.camera_width
+        for env_id, stale in enumerate(self.stale):
+            if stale and self.slots[env_id] is not None:
+                for camera in self.cameras:
+                    self.raw_images[camera][env_id] = render_camera(self.slots[env_id], camera, height, width)
+                self.stale[env_id] = False
+
     def _sim_obs(self) -> Obs:
+        self._render_stale()
         obs = {"main_images": stack_flipped(self.raw_images[MAIN_CAMERA]), "states": self.states.clone(),
                "task_descriptions": list(self.instructions)}
         if self.params.use_wrist_image:
