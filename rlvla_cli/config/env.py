@@ -219,6 +219,48 @@ class LiberoInitParams(StrictModel):
     )
 
 
+class MetaWorldInitParams(StrictModel):
+    """MetaWorld settings (``metaworld`` 3.0.0 from PyPI, MuJoCo); camera and steps as RLinf's MetaWorld env."""
+
+    task_suite_name: Literal["metaworld_50"] = Field(
+        "metaworld_50", description="Benchmark: MT50 (the 50 v3 tasks, RLinf's order and instructions)."
+    )
+    task_ids: list[int] | None = Field(None, description="Subset of the 50 task indices (None: all tasks).")
+    trials_per_task: int = Field(
+        10, ge=1, le=50,
+        description="Initial states per task (MetaWorld's MT1 goal variations 0..n-1); reset state id = "
+        "task * trials_per_task + trial.",
+    )
+    benchmark_seed: int = Field(0, description="Seed of metaworld.MT1 that fixes each task's goal variations.")
+    camera_id: int = Field(2, ge=0, description="MuJoCo camera rendered as main_images (RLinf: 2, moved to "
+                           "(0.75, 0.075, 0.7) as in its SFT data).")
+    camera_height: int = Field(480, ge=32, le=1024, description="Rendered image height (RLinf: 480).")
+    camera_width: int = Field(480, ge=32, le=1024, description="Rendered image width (RLinf: 480).")
+    num_steps_wait: int = Field(15, ge=0, description="Zero-action steps after reset (RLinf's RESET_STEP).")
+    render_backend: Literal["auto", "egl", "osmesa"] = Field(
+        "auto", description="MuJoCo renderer (MUJOCO_GL): auto probes EGL, then OSMesa."
+    )
+
+
+class CalvinEnvConfig(StrictModel):
+    """CALVIN is refused with a clear message: it does not install from PyPI (see docs/simulators.md)."""
+
+    env_type: Literal["calvin"] = Field("calvin", description="CALVIN (not supported: not installable from PyPI).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse(cls, data):
+        raise ValueError(CALVIN_MESSAGE)
+
+
+CALVIN_MESSAGE = (
+    "env_type calvin is not supported: CALVIN does not install from PyPI (it is installed from its git repository "
+    "github.com/mees/calvin with its submodules, a patched pyfasthash, and the task_ABC_D / task_D_D datasets of "
+    "several hundred GB from its authors' server, with PyBullet rendering). Use env_type libero, maniskill, "
+    "metaworld or builtin; docs/simulators.md lists what a CALVIN setup would need"
+)
+
+
 class BuiltinEnvConfig(EnvConfigBase):
     """The built-in task: reach the named object and close the gripper there."""
 
@@ -279,7 +321,32 @@ class LiberoEnvConfig(EnvConfigBase):
         return True
 
 
-EnvConfig = Annotated[BuiltinEnvConfig | ManiSkillEnvConfig | LiberoEnvConfig, Field(discriminator="env_type")]
+class MetaWorldEnvConfig(EnvConfigBase):
+    """MetaWorld MT50 (RLinf's env/metaworld_50.yaml defaults)."""
+
+    env_type: Literal["metaworld"] = Field("metaworld", description="Simulator: MetaWorld.")
+    total_num_envs: int = Field(8, ge=1, description="Parallel environments over all env workers.")
+    max_episode_steps: int = Field(100, ge=1, description="Env steps before an episode is truncated.")
+    max_steps_per_rollout_epoch: int = Field(100, ge=1, description="Env steps collected per env per rollout epoch.")
+    init_params: MetaWorldInitParams = Field(default_factory=MetaWorldInitParams, description="MetaWorld settings.")
+
+    @property
+    def action_dim(self) -> int | None:
+        return 4  # xyz delta + gripper (RLinf's MetaWorld action space)
+
+    @property
+    def task_label(self) -> str:
+        return self.init_params.task_suite_name
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.init_params.task_ids) if self.init_params.task_ids else 50
+
+
+EnvConfig = Annotated[
+    BuiltinEnvConfig | ManiSkillEnvConfig | LiberoEnvConfig | MetaWorldEnvConfig | CalvinEnvConfig,
+    Field(discriminator="env_type"),
+]
 
 __all__ = [
     "BuiltinEnvConfig",
@@ -288,6 +355,9 @@ __all__ = [
     "EnvConfigBase",
     "LiberoEnvConfig",
     "LiberoInitParams",
+    "MetaWorldEnvConfig",
+    "MetaWorldInitParams",
+    "CalvinEnvConfig",
     "ManiSkillEnvConfig",
     "ManiSkillInitParams",
     "VideoConfig",

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from rlvla_cli.config.env import BuiltinEnvConfig, EnvConfigBase, LiberoEnvConfig, ManiSkillEnvConfig
+from rlvla_cli.config.env import (
+    BuiltinEnvConfig,
+    EnvConfigBase,
+    LiberoEnvConfig,
+    ManiSkillEnvConfig,
+    MetaWorldEnvConfig,
+)
 from rlvla_cli.envs.base import VecEnv
 from rlvla_cli.envs.episode import EpisodeSettings
 
@@ -36,6 +42,10 @@ def build_env(
         from rlvla_cli.envs.libero import LiberoVecEnv
 
         env = LiberoVecEnv(num_envs, env_cfg.init_params, settings)
+    elif isinstance(env_cfg, MetaWorldEnvConfig):
+        from rlvla_cli.envs.metaworld import MetaWorldVecEnv
+
+        env = MetaWorldVecEnv(num_envs, env_cfg.init_params, settings)
     else:
         raise TypeError(f"unknown env config type {type(env_cfg).__name__}")
     video = env_cfg.video_cfg

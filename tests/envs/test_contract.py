@@ -1,7 +1,7 @@
 """The VecEnv contract, run against every adapter that can run here.
 
-builtin: always. ManiSkill PickCube-v1: CPU physics on lavapipe (needs Mesa 25; runs in CI). LIBERO: its
-real-episode test lives in test_libero.py and skips without the scene assets.
+builtin: always. ManiSkill PickCube-v1: CPU physics on lavapipe (needs Mesa 25; runs in CI). MetaWorld: two MT50
+tasks at 32 px (skipped without the `metaworld` extra). LIBERO: its episodes live in test_libero_suites.py.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlvla_cli.config.env import BuiltinEnvConfig, ManiSkillEnvConfig
+from rlvla_cli.config.env import BuiltinEnvConfig, ManiSkillEnvConfig, MetaWorldEnvConfig
 from rlvla_cli.envs.base import ChunkStepResult, VecEnv
 from rlvla_cli.envs.registry import build_env
 
@@ -28,9 +28,19 @@ def _builtin_env() -> VecEnv:
     return build_env(BuiltinEnvConfig(total_num_envs=4, max_episode_steps=MAX_STEPS, ignore_terminations=True), seed=7)
 
 
-@pytest.fixture(scope="module", params=["builtin", "maniskill"])
+def _metaworld_env() -> VecEnv:
+    pytest.importorskip("metaworld", reason="metaworld (the `metaworld` extra) is not installed")
+    cfg = MetaWorldEnvConfig(
+        total_num_envs=2, max_episode_steps=MAX_STEPS, ignore_terminations=True,
+        init_params={"camera_width": 32, "camera_height": 32, "task_ids": [31, 41], "num_steps_wait": 2},
+    )
+    return build_env(cfg, seed=7)
+
+
+@pytest.fixture(scope="module", params=["builtin", "maniskill", "metaworld"])
 def env(request):
-    vec_env = _builtin_env() if request.param == "builtin" else _maniskill_env()
+    makers = {"builtin": _builtin_env, "maniskill": _maniskill_env, "metaworld": _metaworld_env}
+    vec_env = makers[request.param]()
     yield vec_env
     vec_env.close()
 
