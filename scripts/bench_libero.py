@@ -1,4 +1,5 @@
-"""LIBERO env throughput: env steps/s per process and in total for 1..N env processes, raw vs env workers.
+"""LIBERO (or, with --metaworld, MetaWorld MT50) env throughput: env steps/s per process and in total for 1..N
+env processes, raw vs env workers.
 
     python scripts/bench_libero.py --workers 1,2 --sizes 128,224 --out bench_libero.json      # build machine
     python scripts/bench_libero.py --workers 1,2,4,8,16 --sizes 128,224 --out libero_gpu.json  # GPU machine
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_envs import bench_raw, bench_workers  # noqa: E402
 from bench_models import int_list  # noqa: E402
 
-from rlvla_cli.config.env import LiberoEnvConfig  # noqa: E402
+from rlvla_cli.config.env import LiberoEnvConfig, MetaWorldEnvConfig  # noqa: E402
 from rlvla_cli.errors import UserError  # noqa: E402
 
 
@@ -42,7 +43,12 @@ def machine_info() -> dict:
     return info
 
 
-def config(args, processes: int, size: int, fast: bool) -> LiberoEnvConfig:
+def config(args, processes: int, size: int, fast: bool):
+    if args.metaworld:  # MT50 task ids 0, 1, ... one per process; one camera
+        return MetaWorldEnvConfig(
+            total_num_envs=processes, max_episode_steps=400, auto_reset=False,
+            init_params={"camera_height": size, "camera_width": size, "task_ids": list(range(processes))},
+        )
     return LiberoEnvConfig(
         total_num_envs=processes, max_episode_steps=10_000, auto_reset=False,
         init_params={"task_suite_name": args.suite, "camera_height": size, "camera_width": size,
@@ -57,7 +63,7 @@ def save(path: str, rows: list[dict]) -> None:
 
 def run(args) -> list[dict]:
     rows, cores = [], os.cpu_count() or 1
-    for fast in (False, True) if args.fast_render else (False,):
+    for fast in (False, True) if args.fast_render and not args.metaworld else (False,):
         for size in args.sizes:
             for processes in args.workers:
                 cfg = config(args, processes, size, fast)
@@ -65,7 +71,8 @@ def run(args) -> list[dict]:
                 for _ in range(args.repeats):
                     raw = max(raw, bench_raw(cfg, processes, args.chunk, args.chunks))
                     workers = max(workers, bench_workers(cfg, processes, args.chunk, args.chunks))
-                rows.append({"suite": args.suite, "size": size, "fast_render": fast, "processes": processes,
+                suite = "metaworld_50" if args.metaworld else args.suite
+                rows.append({"suite": suite, "size": size, "fast_render": fast, "processes": processes,
                              "chunk": args.chunk, "chunks": args.chunks, "raw_steps_per_s": raw,
                              "raw_per_process": raw / processes, "workers_steps_per_s": workers,
                              "workers_per_process": workers / processes, "overhead_pct": 100 * (raw / workers - 1),
@@ -86,6 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--chunks", type=int, default=6, help="Timed chunks per process.")
     parser.add_argument("--repeats", type=int, default=1, help="Alternating runs per way; the best is kept.")
     parser.add_argument("--fast-render", action="store_true", help="Also measure fast_render rows.")
+    parser.add_argument("--metaworld", action="store_true", help="Measure MetaWorld MT50 instead of LIBERO.")
     args = parser.parse_args(argv)
     try:
         args.workers = int_list(args.workers, "--workers")
@@ -98,7 +106,8 @@ def main(argv=None) -> int:
     from rich.table import Table
 
     info = machine_info()
-    table = Table(title=f"LIBERO {args.suite} env steps/s ({info['cpu_count']} cores, {info['host']}, "
+    name = "MetaWorld MT50" if args.metaworld else f"LIBERO {args.suite}"
+    table = Table(title=f"{name} env steps/s ({info['cpu_count']} cores, {info['host']}, "
                   f"MUJOCO_GL={info['mujoco_gl']}); * = oversubscribed")
     for column in ("px", "fast", "procs", "raw total", "raw /proc", "workers total", "workers /proc", "overhead"):
         table.add_column(column, justify="right")
