@@ -217,7 +217,9 @@ def render_camera(env, camera: str, height: int, width: int) -> np.ndarray:
     from robosuite import macros
     from robosuite.utils.mjcf_utils import IMAGE_CONVENTION_MAPPING
 
-    image = env.env.sim.render(camera_name=camera, width=width, height=height, depth=False)
+    sim = env.env.sim
+    sim._render_context_offscreen.gl_ctx.make_current()  # robosuite does not: several envs share this process
+    image = sim.render(camera_name=camera, width=width, height=height, depth=False)
     return image[:: IMAGE_CONVENTION_MAPPING[macros.IMAGE_CONVENTION]]
 
 

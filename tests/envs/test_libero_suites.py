@@ -108,3 +108,20 @@ def test_spatial_from_collected_subset_and_success_predicate_fires(libero_bench,
         assert result.infos["success"].any() and result.terminations.any() and result.rewards.sum() == 1.0
     finally:
         env.close()
+
+
+@pytest.mark.slow
+def test_two_envs_in_one_process_render_their_own_scene(tmp_path):
+    """Each robosuite env has its own GL context; rendering one after the other must not mix them up."""
+    from rlvla_cli.envs.registry import build_env
+
+    params = {"camera_height": 64, "camera_width": 64, "num_steps_wait": 1, "config_dir": str(tmp_path)}
+    env = build_env(LiberoEnvConfig(total_num_envs=2, max_episode_steps=3, init_params=params), seed=0)
+    try:
+        obs, _ = env.reset(reset_state_ids=torch.tensor([0, 0]))
+        assert torch.equal(obs["main_images"][0], obs["main_images"][1]) and obs["main_images"].float().std() > 5
+        assert torch.equal(obs["wrist_images"][0], obs["wrist_images"][1])
+        obs, _ = env.reset(reset_state_ids=torch.tensor([0, 1]))  # other init state: other objects' places
+        assert not torch.equal(obs["main_images"][0], obs["main_images"][1])
+    finally:
+        env.close()
