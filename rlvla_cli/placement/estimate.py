@@ -58,6 +58,9 @@ def settings_from_config(cfg: RootConfig) -> MemorySettings:
     elif train.env_type == "libero":
         pixels, cameras = params.camera_width * params.camera_height, 2 if params.use_wrist_image else 1
         gpu_render = params.render_backend != "osmesa"  # auto: EGL, on the GPU when one is present
+    elif train.env_type == "metaworld":
+        pixels, cameras = params.camera_width * params.camera_height, 1
+        gpu_render = params.render_backend != "osmesa"
     return MemorySettings(
         micro_batch_size=actor.micro_batch_size,
         zero_stage=ds.zero_stage,

@@ -184,8 +184,8 @@ def simulator_bytes(
     - maniskill, GPU rendering: 384 MiB (Vulkan device, shaders, textures) + per env 16 MiB (scene
       render resources) + camera buffers ``pixels x cameras x 16 B`` (RGBA8 colour, depth/segmentation,
       the CUDA-shared copy); ``physx_cuda`` physics adds 1 GiB of preallocated PhysX buffers + 4 MiB per env.
-    - libero, EGL rendering: per env one MuJoCo EGL context with its framebuffers, 96 MiB + camera buffers;
-      OSMesa renders on the CPU: 0.
+    - libero / metaworld, EGL rendering: per env one MuJoCo EGL context with its framebuffers, 96 MiB + camera
+      buffers (measured for LIBERO; MetaWorld's MuJoCo context is assumed alike); OSMesa renders on the CPU: 0.
     """
     cam = num_envs * image_pixels * cameras * 16
     if env_type == "builtin":
@@ -197,7 +197,7 @@ def simulator_bytes(
         if gpu_physics:
             total += MANISKILL_PHYSX_CUDA_BASE + num_envs * MANISKILL_PHYSX_CUDA_PER_ENV
         return total
-    if env_type == "libero":
+    if env_type in ("libero", "metaworld"):
         return num_envs * LIBERO_EGL_PER_ENV + cam if gpu_render else 0
     raise ValueError(f"unknown env_type {env_type!r}")
 
