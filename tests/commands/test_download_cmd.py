@@ -23,4 +23,4 @@ def test_missing_name_is_a_user_error():
 
 def test_bad_mirror_is_a_user_error():
     with pytest.raises(UserError, match="not an http"):
-        run_download("libero", None, None, "ftp://mirror", False, None)
+        run_download("libero-hub", None, None, "ftp://mirror", False, None)
