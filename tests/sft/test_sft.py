@@ -64,7 +64,8 @@ def test_tiny_vla_sft_two_steps(pickcube_demos, tmp_path, model):
     out, _ = pickcube_demos
     overrides = [f"actor.model.{kv}" for kv in model]
     cfg = _cfg(out, tmp_path, *overrides, "actor.model.add_value_head=false", "algorithm.loss_type=actor",
-               "algorithm.adv_type=grpo", "algorithm.group_size=2", "env.train.group_size=2",
+               "algorithm.adv_type=grpo", "env.train.auto_reset=false",
+               "algorithm.group_size=2", "env.train.group_size=2",
                "env.train.max_steps_per_rollout_epoch=4")
     result = run_sft(cfg, device="cpu", log=lambda _: None)
     assert result.steps == 2
