@@ -9,7 +9,6 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -42,15 +41,13 @@ def full_openvla(tmp_path_factory):
 
 def test_full_size_openvla_reads_metadata_only(full_openvla):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
     report = inspect_checkpoint(full_openvla)
-    elapsed = time.perf_counter() - start
     grown_gib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20  # ru_maxrss is KiB
     assert report.ok, [p.paragraph() for p in report.problems]
     assert report.family == "openvla"
     assert sum(g.tensors for g in report.groups.values()) == 982
     assert report.total_params == 7_541_237_184 and report.dtypes == {"bf16": 7_541_237_184}
-    assert elapsed < 30 and grown_gib < 2, (elapsed, grown_gib)  # 15 GB of bf16 never read
+    assert grown_gib < 2, grown_gib  # 15 GB of bf16 never read
     # 982 stored, 43 skipped by the loader: 2 x last block (26), 2 x final norm (4), SigLIP attn_pool (13)
     ignored = {reason.split(":")[0]: len(keys) for reason, keys in report.ignored.items()}
     assert ignored == {"last vision-tower block": 26, "final tower norm": 4, "SigLIP attention-pool head": 13}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 
 import pytest
 import torch
@@ -121,21 +120,6 @@ def test_count_parameters_matches_the_built_model():
     policy = build_policy(cfg)
     assert counts["total"] == sum(p.numel() for p in policy.parameters())
     assert counts["value_head"] == sum(p.numel() for p in policy.value_head_parameters())
-
-
-def test_training_step_fits_the_cpu_budget():
-    """Forward + backward of batch 256 at 64x64 on one thread: well under 100 ms (measured ~40-70 ms)."""
-    torch.set_num_threads(1)
-    policy = _build(num_action_chunks=1)
-    fi = policy.predict(_obs(4), "train").forward_inputs
-    fi = {k: v.repeat(64, *([1] * (v.dim() - 1))) for k, v in fi.items()}
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        ev = policy.evaluate(fi)
-        (ev.logprobs.mean() + ev.values.mean()).backward()
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.25  # generous: CI machines are shared
 
 
 def test_image_free_policy_uses_states_and_text_only():
