@@ -122,6 +122,17 @@ def check_openvla(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta
     return result
 
 
+def _with_base_policy(model_cfg: Any) -> LoadCheck:
+    """A ``LoadCheck`` holding the configured policy without its adapter, built on the meta device (or the
+    build's error)."""
+    result = LoadCheck()
+    try:
+        result.policy = build_meta_policy(model_cfg.model_copy(update={"is_lora": False, "lora_path": None}))
+    except UserError as err:
+        result.error = err
+    return result
+
+
 def check_openpi(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta]) -> LoadCheck:
     """pi0 / pi0.5: ``openpi_key_to_ours``, the tied LM-head fallback and the variant check of
     ``load_openpi_checkpoint``, then ``load_into`` on shape-only tensors."""
@@ -135,13 +146,10 @@ def check_openpi(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta]
         strip_wrapper_prefix,
     )
 
-    result = LoadCheck()
-    try:
-        policy = build_meta_policy(model_cfg.model_copy(update={"is_lora": False, "lora_path": None}))
-    except UserError as err:
-        result.error = err
+    result = _with_base_policy(model_cfg)
+    if result.error is not None:
         return result
-    result.policy = policy
+    policy = result.policy
     result.mapped = {k: openpi_key_to_ours(k) for k in tensors}
     state = {ours: tensors[k].meta_tensor() for k, ours in result.mapped.items() if ours}
     raw = {strip_wrapper_prefix(k): k for k in tensors}
@@ -164,13 +172,10 @@ def check_openpi(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta]
 
 def check_strict(model_cfg: Any, directory: Path, tensors: dict[str, TensorMeta]) -> LoadCheck:
     """rlvla's own architectures (``load_policy_safetensors``): every key, every shape, names as stored."""
-    result = LoadCheck()
-    try:
-        policy = build_meta_policy(model_cfg.model_copy(update={"is_lora": False, "lora_path": None}))
-    except UserError as err:
-        result.error = err
+    result = _with_base_policy(model_cfg)
+    if result.error is not None:
         return result
-    result.policy = policy
+    policy = result.policy
     result.mapped = {k: k for k in tensors}
     state = {k: m.meta_tensor() for k, m in tensors.items()}
     result.error = _run_load_into(policy, state, str(directory), lambda k: False)
