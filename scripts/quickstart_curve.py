@@ -1,7 +1,7 @@
 """Run the built-in quickstart (`rlvla train`) and plot eval success against wall-clock time.
 
 Usage: python scripts/quickstart_curve.py [--out DIR] [--eval-every N] [--time-limit-s S] [--config F]
-       [--resume] [--title T] [a.b=c ...]
+       [--resume] [--stop-at-success X] [--title T] [a.b=c ...]
 Writes DIR/curve.json (every eval point and the training success per step) and DIR/curve.png, and prints
 the curve as a table. The time axis starts when the `rlvla train` process starts (startup included).
 ``--resume`` continues DIR/run from its newest checkpoint (a long run split into time-limited commands); the
@@ -27,6 +27,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--time-limit-s", type=float, default=600.0, help="Stop the run after this many seconds.")
     parser.add_argument("--config", type=Path, default=None, help="Config file (default: the built-in quickstart).")
     parser.add_argument("--resume", action="store_true", help="Continue DIR/run from its newest checkpoint.")
+    parser.add_argument("--stop-at-success", type=float, default=None,
+                        help="End the run once an eval's success_once reaches this value.")
     parser.add_argument("--title", default="rlvla quickstart (built-in task)", help="Plot title.")
     parser.add_argument("overrides", nargs="*", help="Extra a.b=c overrides.")
     return parser.parse_args()
@@ -85,6 +87,31 @@ def plot(curve: dict, path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def reached_success(metrics_file: Path, segments: list[list[float]], target: float) -> bool:
+    """Whether an eval of this run (its segments) has reached success_once >= ``target``."""
+    if not metrics_file.is_file():
+        return False
+    try:
+        curve = read_curve(metrics_file, segments)
+    except json.JSONDecodeError:  # a line caught half-written
+        return False
+    return any(p["success_once"] >= target for p in curve["eval"])
+
+
+def wait_for_run(proc: subprocess.Popen, deadline: float, metrics_file: Path, segments: list[list[float]],
+                 stop_at_success: float | None) -> None:
+    """Wait until the run exits, the deadline passes or (when asked) an eval reaches ``stop_at_success``;
+    the last two end it with SIGTERM, on which the run checkpoints and exits."""
+    while proc.poll() is None:
+        if time.time() >= deadline or (
+            stop_at_success is not None and reached_success(metrics_file, segments, stop_at_success)
+        ):
+            proc.terminate()
+            proc.wait(timeout=120)
+            return
+        time.sleep(1.0)
+
+
 def main() -> int:
     args = parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -100,11 +127,7 @@ def main() -> int:
     start = time.time()
     segments.append([start, math.inf])
     proc = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        proc.wait(timeout=args.time_limit_s)
-    except subprocess.TimeoutExpired:
-        proc.terminate()  # SIGTERM: the run checkpoints and exits
-        proc.wait(timeout=120)
+    wait_for_run(proc, start + args.time_limit_s, run_dir / "metrics.jsonl", segments, args.stop_at_success)
     segments[-1][1] = time.time()
     segments_file.write_text(json.dumps(segments))
     curve = read_curve(run_dir / "metrics.jsonl", segments)
