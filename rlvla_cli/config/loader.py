@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
+from rlvla_cli.config.discriminators import check_discriminators
 from rlvla_cli.config.merge import deep_merge
 from rlvla_cli.config.messages import did_you_mean, validation_to_config_error
 from rlvla_cli.config.overrides import apply_overrides, parse_override
@@ -59,6 +60,7 @@ def load_config_dict(
 
     data = copy.deepcopy(data)
     overridden = apply_overrides(data, [parse_override(text) for text in overrides], RootConfig)
+    check_discriminators(data, RootConfig, source, overridden)  # an unknown model_type, before `${...}` fails
     resolved = interpolate(data, source)
     try:
         config = RootConfig.model_validate(resolved)
