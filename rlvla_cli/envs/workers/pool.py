@@ -69,20 +69,23 @@ class EnvWorkerPool:
     env_cfg: an ``EnvConfig`` (``total_num_envs`` must divide by ``num_workers * stages * group_size``).
     max_chunk: the largest action chunk that will be sent (sizes the action buffer).
     seed: overrides ``env_cfg.seed``. video_dir: where workers write videos when ``video_cfg.save_video``.
+    workers: ``(first, total)``: this pool runs global workers ``first .. first + num_workers - 1`` of a layout of
+    ``total`` workers (one node's share in a multi-node run: same envs as those workers of a single pool).
     poll_interval_s: how often liveness is checked while waiting; timeout_s: the longest wait for one reply.
     """
 
     def __init__(self, env_cfg, num_workers: int = 1, stages: int = 1, seed: int | None = None, *,
                  max_chunk: int = 8, video_dir: str | None = None, start_timeout_s: float = 600.0,
-                 timeout_s: float = 600.0, poll_interval_s: float = 0.2):
+                 timeout_s: float = 600.0, poll_interval_s: float = 0.2, workers: tuple[int, int] | None = None):
         total = env_cfg.total_num_envs
-        if total % (num_workers * stages * env_cfg.group_size):
+        self.first_worker, all_workers = workers or (0, num_workers)
+        if total % (all_workers * stages * env_cfg.group_size):
             raise ValueError(f"total_num_envs={total} must be a multiple of num_workers*stages*group_size = "
-                             f"{num_workers}*{stages}*{env_cfg.group_size}")
-        self.env_cfg, self.num_workers, self.stages = env_cfg, num_workers, stages
-        self.per_group = total // (num_workers * stages)
+                             f"{all_workers}*{stages}*{env_cfg.group_size}")
+        self.env_cfg, self.num_workers, self.stages, self.all_workers = env_cfg, num_workers, stages, all_workers
+        self.per_group = total // (all_workers * stages)
         self.envs_per_stage = self.per_group * num_workers
-        self.num_envs = total
+        self.num_envs = self.envs_per_stage * stages
         self.max_chunk, self.timeout_s, self.poll_interval_s = max_chunk, timeout_s, poll_interval_s
         self._blocks: list[list[ShmTensorBlock]] = []
         self._procs, self._conns = [], []
@@ -99,8 +102,9 @@ class EnvWorkerPool:
         ctx = mp.get_context("spawn")
         for w in range(self.num_workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=env_worker_main, name=f"rlvla-env-{w}", daemon=True,
-                               args=(child, self.env_cfg, w, self.num_workers, self.stages, seed, video_dir))
+            index = self.first_worker + w
+            proc = ctx.Process(target=env_worker_main, name=f"rlvla-env-{index}", daemon=True,
+                               args=(child, self.env_cfg, index, self.all_workers, self.stages, seed, video_dir))
             proc.start()
             child.close()
             self._procs.append(proc)
