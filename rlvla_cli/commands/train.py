@@ -42,21 +42,6 @@ def hardware_placement(cfg: RootConfig) -> tuple[Any, tuple[bool, bool]]:
     return result.placement, (bool(actor and actor.applied), bool(rollout and rollout.applied))
 
 
-def _multinode_error(cfg: RootConfig, config: Path | None, overrides: list[str]) -> UserError:
-    """The refusal of a multi-node run started without DeepSpeed's launcher, with the launch command to use."""
-    import shlex
-
-    from rlvla_cli.runtime.launcher import multinode_command
-
-    gpus = cfg.cluster.num_gpus_per_node or "<GPUs per node>"
-    command = multinode_command(cfg.cluster, gpus, str(config or "<config.yaml>"), list(overrides), "hostfile")
-    return UserError(
-        "multi-node runs are started by DeepSpeed's launcher on every node", key="cluster.num_nodes",
-        fix=f"write `hostfile` with one `<host> slots={gpus}` line per node (in the order of cluster.hosts) and "
-            f"run on the first node: {shlex.join(command)}",
-    )
-
-
 def run_train(config: Path | None, overrides: list[str]) -> None:
     """The body of ``rlvla train [--config F] [a.b=c ...]`` (no config: the built-in quickstart)."""
     from rlvla_cli.runtime.threads import available_cpus
@@ -71,18 +56,18 @@ def run_train(config: Path | None, overrides: list[str]) -> None:
     cfg = load_config(config, overrides)
     from rlvla_cli.runtime.launcher import launched_externally
 
-    if cfg.cluster.num_nodes > 1 and not launched_externally():
-        raise _multinode_error(cfg, config, overrides)
-    ensure_output_dir(cfg.run_dir, "runner.output_dir")  # before workers start, not after a step
-    placement, offload = hardware_placement(cfg)
-    if launched_externally() and int(os.environ["RANK"]) > 0:
-        _serve_as_follower(cfg, placement)
-        return
-    where = "CPU" if placement.cpu_mode else f"{placement.total_gpus} GPU(s)"
-    console.print(f"[bold]rlvla train[/]: {placement.mode} placement on {where}; "
-                  f"actor x{placement.actor_dp_size}, env workers x{placement.env_workers}; "
-                  f"offload actor={offload[0]} rollout={offload[1]}", highlight=False)
-    result = Runner(cfg, placement, offload).run()
+    if cfg.cluster.num_nodes > 1:
+        result = _multinode(cfg, config, overrides, console)
+        if result is None:
+            return
+    else:
+        ensure_output_dir(cfg.run_dir, "runner.output_dir")  # before workers start, not after a step
+        placement, offload = hardware_placement(cfg)
+        if launched_externally() and int(os.environ["RANK"]) > 0:
+            _serve_as_follower(cfg, placement)
+            return
+        _announce(console, placement, offload)
+        result = Runner(cfg, placement, offload).run()
     console.print(f"run {result.status} at step {result.global_step}; run dir {result.run_dir}"
                   + (f"; checkpoint {result.checkpoint}" if result.checkpoint else ""), highlight=False)
     if result.status == "diverged":
@@ -93,6 +78,42 @@ def run_train(config: Path | None, overrides: list[str]) -> None:
         )
     if result.status == "interrupted":
         raise SystemExit(130)
+
+
+def _announce(console: Any, placement: Any, offload: tuple[bool, bool]) -> None:
+    where = "CPU" if placement.cpu_mode else f"{placement.total_gpus} GPU(s)"
+    console.print(f"[bold]rlvla train[/]: {placement.mode} placement on {placement.num_nodes} node(s), {where}; "
+                  f"actor x{placement.actor_dp_size}, env workers x{placement.env_workers}; "
+                  f"offload actor={offload[0]} rollout={offload[1]}", highlight=False)
+
+
+def _multinode(cfg: RootConfig, config: Path | None, overrides: list[str], console: Any) -> Any:
+    """Several nodes (runtime/distributed/): under torchrun, drive this node (node 0 returns the RunResult, the
+    others None or exit); otherwise start every node's torchrun here (all hosts local) or print the commands."""
+    from rlvla_cli.runtime.distributed.launch import all_local, launch_local, remote_instructions, under_torchrun
+
+    if not under_torchrun(os.environ):
+        if not all_local(cfg.cluster):
+            raise remote_instructions(cfg.cluster, str(config) if config else None, list(overrides))
+        ensure_output_dir(cfg.run_dir, "runner.output_dir")
+        hardware_placement(cfg)  # refuse a bad placement before any process starts
+        code = launch_local(cfg.cluster, config, list(overrides))
+        if code:
+            raise SystemExit(code)
+        return None
+    from rlvla_cli.runtime.distributed.driver import run_node
+
+    placement, offload = hardware_placement(cfg)
+    node = int(os.environ["RANK"])
+    if node == 0:
+        ensure_output_dir(cfg.run_dir, "runner.output_dir")
+        _announce(console, placement, offload)
+    outcome = run_node(cfg, placement, offload)
+    if isinstance(outcome, int):
+        if outcome:
+            raise SystemExit(outcome)
+        return None
+    return outcome
 
 
 def _serve_as_follower(cfg: RootConfig, placement: Any) -> None:

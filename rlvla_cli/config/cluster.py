@@ -40,7 +40,17 @@ class ClusterConfig(StrictModel):
     master_addr: str | None = Field(
         None, description="Address of the rendezvous master for multi-node runs; null uses the first host."
     )
-    master_port: int = Field(29500, ge=1, le=65535, description="TCP port of the torch.distributed rendezvous.")
+    master_port: int = Field(
+        29500, ge=1, le=65534,
+        description="TCP port of the launcher's rendezvous (torchrun) on the master; multi-node runs put the trainer "
+        "process group on the next port (master_port + 1).",
+    )
+    collective_timeout_s: float = Field(
+        1800.0, gt=0,
+        description="Seconds any torch.distributed collective or transfer may wait before the run stops with an "
+        "error (a dead or stuck node driver then ends the run on every node instead of hanging). Must exceed "
+        "the longest rollout of one node, since the first node waits that long for the others' batches.",
+    )
 
     @field_validator("component_placement", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Rules that need the resolved placement (which node runs what, worker counts, data-parallel size).
+"""Rules that need the resolved placement (what each node runs, worker counts, data-parallel size).
 
 Each broken rule becomes a :class:`Refusal`: the key to change, one sentence saying what is wrong, the fix.
 """
@@ -107,21 +107,15 @@ def batch_rules(cfg: RootConfig, placement: ResolvedPlacement) -> list[Refusal]:
     return []
 
 
-def driver_node_rules(placement: ResolvedPlacement) -> list[Refusal]:
-    """Env workers and rollout copies run under the driver (rank 0, on node 0); only trainer ranks may sit on
-    other nodes (DeepSpeed's launcher starts them there)."""
-    remote = [name for name in ("env", "rollout") if any(p.node != 0 for p in placement.components[name].processes)]
-    if not remote:
-        return []
-    return [Refusal(
-        "placement", "cluster.component_placement",
-        f"{' and '.join(remote)} placed on a node other than node 0, but env workers and rollout copies run "
-        "under the driver on node 0 (other nodes run trainer ranks only)",
-        f"place {' and '.join(remote)} on node 0's GPUs (ranks 0-{placement.gpus_per_node - 1}) and give the "
-        "other nodes to the actor",
-    )]
+def node_rules(placement: ResolvedPlacement) -> list[Refusal]:
+    """Several nodes: each needs a driver (an actor process) and keeps env workers next to rollout copies
+    (see ``placement/nodes.py``); any component may sit on any node otherwise."""
+    from rlvla_cli.placement.nodes import node_problems
+
+    return [Refusal("placement", "cluster.component_placement", reason, fix)
+            for reason, fix in node_problems(placement)]
 
 
 def placement_rules(cfg: RootConfig, placement: ResolvedPlacement) -> list[Refusal]:
     """Every placement rule, in the order a user should fix them."""
-    return driver_node_rules(placement) + env_rules(cfg, placement) + batch_rules(cfg, placement)
+    return node_rules(placement) + env_rules(cfg, placement) + batch_rules(cfg, placement)

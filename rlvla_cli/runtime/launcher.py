@@ -1,8 +1,9 @@
-"""Process plumbing: torch.distributed rendezvous, spawning trainer ranks, multi-node DeepSpeed launch.
+"""Process plumbing: torch.distributed rendezvous, spawning trainer ranks.
 
 One node: the driver is trainer rank 0 and spawns ranks 1..N-1 (``spawn`` start method) that join the same
-process group (gloo on a CPU, NCCL on GPUs) through ``deepspeed.init_distributed``. Several nodes: the run is
-started by DeepSpeed's launcher on every node (``rlvla train`` prints the command, :func:`multinode_command`).
+process group (gloo on a CPU, NCCL on GPUs) through ``deepspeed.init_distributed``. Several nodes: ``torchrun``
+starts one node driver per node and each driver spawns its node's other trainer ranks (runtime/distributed/).
+Every collective of the group times out after ``cluster.collective_timeout_s`` (no hang on a dead peer).
 """
 
 from __future__ import annotations
@@ -10,13 +11,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import socket
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    from rlvla_cli.config.cluster import ClusterConfig
 
 
 def free_port() -> int:
@@ -39,11 +36,15 @@ def launched_externally() -> bool:
 
 
 def init_distributed(rank: int, world_size: int, device: str, master_addr: str | None = None,
-                     master_port: int | None = None) -> None:
+                     master_port: int | None = None, timeout_s: float | None = None,
+                     local_rank: int | None = None, local_world: int | None = None) -> None:
     """Join the trainer process group (idempotent): env rendezvous + ``deepspeed.init_distributed``.
 
     Under an external launcher its RANK / WORLD_SIZE / LOCAL_RANK / MASTER_* variables are kept as they are.
+    timeout_s: the collective timeout of the group (DeepSpeed's default, 600 s, when None).
     """
+    from datetime import timedelta
+
     import deepspeed
     import torch.distributed as dist
 
@@ -53,12 +54,15 @@ def init_distributed(rank: int, world_size: int, device: str, master_addr: str |
     if dev.type == "cuda":
         torch.cuda.set_device(dev.index or 0)
     if not launched_externally():
-        values = dict(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(world_size), MASTER_ADDR=master_addr or "127.0.0.1",
+        values = dict(RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank if local_rank is None else local_rank),
+                      LOCAL_WORLD_SIZE=str(world_size if local_world is None else local_world),
+                      MASTER_ADDR=master_addr or "127.0.0.1",
                       MASTER_PORT=str(master_port or free_port()))
         _OWN_ENV.update({key: os.environ.get(key) for key in values if key not in _OWN_ENV})
         os.environ.update(values)
-    deepspeed.init_distributed(dist_backend=backend_for(device), auto_mpi_discovery=False, verbose=False)
+    kwargs = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
+    deepspeed.init_distributed(dist_backend=backend_for(device), auto_mpi_discovery=False, verbose=False, **kwargs)
 
 
 def shutdown_distributed() -> None:
@@ -106,16 +110,3 @@ def stop_processes(processes: list, timeout_s: float = 10.0) -> None:
         if proc.is_alive():
             proc.kill()
             proc.join(timeout=2.0)
-
-
-def multinode_command(cluster_cfg: ClusterConfig, gpus_per_node: int | str, config_path: str, overrides: list[str],
-                      hostfile: str | Path) -> list[str]:
-    """The ``deepspeed`` launcher command that starts ``rlvla train`` on every node of ``cluster.hosts``
-    (each node runs its share of trainer ranks; node 0 drives the loop)."""
-    master = cluster_cfg.master_addr or cluster_cfg.hosts[0]
-    return [
-        "deepspeed", "--hostfile", str(hostfile), "--num_nodes", str(cluster_cfg.num_nodes),
-        "--num_gpus", str(gpus_per_node), "--master_addr", master, "--master_port", str(cluster_cfg.master_port),
-        "--no_local_rank",
-        "--module", "rlvla_cli", "train", "--config", config_path, *overrides,
-    ]

@@ -1,16 +1,19 @@
 """All trainer ranks behind one handle: the driver is rank 0; ranks 1..N-1 are spawned followers.
 
-Rank 0 broadcasts a command (``Train`` / ``Save`` / ``Load`` / ``Stop``, frozen dataclasses), scatters each rank
-its slice of the rollout batch (envs split along B), and gathers the metrics (averaged over ranks). DeepSpeed
-all-reduces the gradients inside the step, so every rank's module holds the same weights afterwards.
+Rank 0 broadcasts a command (``Train`` / ``Save`` / ``Load`` / ``Stop``, frozen dataclasses), sends each rank its
+slice of the rollout batch as tensors (envs split along B; runtime/distributed/transfer.py) and gathers the
+metrics (averaged over ranks). DeepSpeed all-reduces the gradients inside the step, so every rank's module holds
+the same weights afterwards. On several nodes each node driver holds one rank and spawns its node's other ranks
+(a :class:`RankPlan`); commands marked ``drivers_only`` (runtime/distributed/) are skipped by plain followers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +23,13 @@ import torch.distributed as dist
 from rlvla_cli.algorithms.batch import RolloutBatch
 from rlvla_cli.errors import ConfigError, UserError, WorkerError
 from rlvla_cli.rundir import checkpoint as ckpt
+from rlvla_cli.runtime.distributed.transfer import (
+    batch_from_tensors,
+    batch_to_tensors,
+    comm_errors,
+    recv_tensors,
+    send_tensors,
+)
 from rlvla_cli.runtime.launcher import (
     free_port,
     init_distributed,
@@ -66,6 +76,20 @@ class Stop:
 Command = Train | Save | Load | Stop
 
 
+@dataclass(frozen=True)
+class RankPlan:
+    """The trainer ranks one process holds (``rank``) and spawns (``spawn``: (rank, device) pairs) in a world of
+    ``world`` ranks that meet at ``master_addr:master_port``. ``local_ranks``: rank -> index on its node."""
+
+    rank: int
+    world: int
+    master_addr: str
+    master_port: int
+    spawn: tuple[tuple[int, str], ...] = ()
+    local_ranks: dict[int, int] = field(default_factory=dict)
+    local_world: int | None = None
+
+
 def default_policy_factory(cfg: RootConfig, device: str) -> torch.nn.Module:
     """``build_policy(cfg.actor.model)`` on ``device`` (seeded by the caller so every rank starts equal)."""
     from rlvla_cli.models.registry import build_policy
@@ -98,23 +122,19 @@ def _build_trainer(cfg: RootConfig, rank: int, world: int, device: str, total_op
 
 
 def follower_main(cfg: RootConfig, rank: int, world: int, port: int | None, device: str, total_optimizer_steps: int,
-                  factory: PolicyFactory = default_policy_factory) -> None:
-    """Entry point of trainer rank ``rank`` >= 1 (spawned by rank 0, or started by DeepSpeed's launcher with
-    ``port`` None): serve rank 0's commands until ``stop``."""
+                  factory: PolicyFactory = default_policy_factory, master_addr: str | None = None,
+                  local: tuple[int, int] | None = None) -> None:
+    """Entry point of trainer rank ``rank`` >= 1 (spawned by a driver, or started by DeepSpeed's launcher with
+    ``port`` None): serve rank 0's commands until ``stop``. local: (index on the node, ranks on the node)."""
     ignore_interrupts()
     die_with_parent()
     torch.set_num_threads(1)
     try:
-        init_distributed(rank, world, device, master_port=port)
+        local_rank, local_world = local or (None, None)
+        init_distributed(rank, world, device, master_addr=master_addr, master_port=port,
+                         timeout_s=cfg.cluster.collective_timeout_s, local_rank=local_rank, local_world=local_world)
         trainer = _build_trainer(cfg, rank, world, device, total_optimizer_steps, factory)
-        while True:
-            holder = [None]
-            dist.broadcast_object_list(holder, src=0)
-            command = holder[0]
-            if isinstance(command, Stop):
-                dist.barrier()  # rank 0 waits here too: nobody tears the group down mid-message
-                break
-            _serve_command(trainer, command, rank)
+        serve_commands(trainer, rank)
     except Exception:  # noqa: BLE001 - report, then exit non-zero so rank 0 sees the peer go away
         traceback.print_exc()
         raise SystemExit(1) from None
@@ -123,12 +143,36 @@ def follower_main(cfg: RootConfig, rank: int, world: int, port: int | None, devi
     shutdown_distributed()
 
 
+def receive_command() -> Any:
+    """The next command broadcast by rank 0 (every rank of the world calls this)."""
+    holder = [None]
+    with comm_errors("waiting for the next command from trainer rank 0"):
+        dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def serve_commands(trainer: Trainer, rank: int, extra: Callable[[Any], None] | None = None) -> None:
+    """Serve rank 0's commands until ``Stop``. ``extra`` handles ``drivers_only`` commands (node drivers);
+    without it they are skipped (plain followers take no part in them)."""
+    while True:
+        command = receive_command()
+        if isinstance(command, Stop):
+            dist.barrier()  # rank 0 waits here too: nobody tears the group down mid-message
+            return
+        if getattr(command, "drivers_only", False):
+            if extra is not None:
+                extra(command)
+            continue
+        _serve_command(trainer, command, rank)
+
+
 def _serve_command(trainer: Trainer, command: Command, rank: int) -> None:
     if isinstance(command, Train):
-        shard = [None]
-        dist.scatter_object_list(shard, None, src=0)
-        metrics = trainer.train(shard[0], command.global_step)
-        dist.gather_object(metrics, None, dst=0)
+        with comm_errors(f"trainer rank {rank} receiving its batch shard"):
+            tensors, _ = recv_tensors(src=0)
+        metrics = trainer.train(batch_from_tensors(tensors), command.global_step)
+        with comm_errors(f"trainer rank {rank} sending its metrics"):
+            dist.gather_object(metrics, None, dst=0)
     elif isinstance(command, Save):
         trainer.save(Path(command.directory))
         ckpt.save_rng(Path(command.directory), f"rank_{rank}")
@@ -142,34 +186,53 @@ def _serve_command(trainer: Trainer, command: Command, rank: int) -> None:
 
 
 class TrainerGroup:
-    """Rank 0 (in this process) plus ``len(devices) - 1`` follower processes.
+    """Rank 0 (in this process) plus ``len(devices) - 1`` follower processes; or, with ``plan`` (several nodes),
+    trainer rank ``plan.rank`` here plus the followers ``plan.spawn``.
 
     devices: one device string per trainer rank (from the resolved placement's actor processes).
     """
 
     def __init__(self, cfg: RootConfig, devices: list[str], total_optimizer_steps: int,
-                 factory: PolicyFactory = default_policy_factory):
+                 factory: PolicyFactory = default_policy_factory, plan: RankPlan | None = None):
         self.world = len(devices)
         self.followers: list = []
-        external = launched_externally()  # the other ranks were started by DeepSpeed's launcher (multi-node)
-        if external and int(os.environ["WORLD_SIZE"]) != self.world:
-            raise UserError(
-                f"the launcher started {os.environ['WORLD_SIZE']} ranks but the placement has {self.world} actor "
-                "processes", key="cluster.component_placement",
-                fix="launch one process per actor slot (deepspeed --num_gpus / hostfile slots)",
-            )
-        port = None if external else free_port()
-        for rank in range(1, 1 if external else self.world):
+        self.broken = False  # a transfer to a peer failed: no more collectives (close() must not wait on it)
+        timeout = cfg.cluster.collective_timeout_s
+        if plan is None:
+            plan = self._single_node_plan(devices)
+        self.rank = plan.rank
+        local_world = plan.local_world
+        for rank, device in plan.spawn:
+            local = (plan.local_ranks.get(rank, rank), local_world or self.world)
             self.followers.append(spawn_process(
-                follower_main, (cfg, rank, self.world, port, devices[rank], total_optimizer_steps, factory),
+                follower_main, (cfg, rank, self.world, plan.master_port, device, total_optimizer_steps, factory,
+                                plan.master_addr, local),
                 name=f"rlvla-trainer-{rank}"))
         try:
-            init_distributed(0, self.world, devices[0], master_port=port)
-            self.trainer = _build_trainer(cfg, 0, self.world, devices[0], total_optimizer_steps, factory)
+            init_distributed(plan.rank, self.world, devices[plan.rank], master_addr=plan.master_addr,
+                             master_port=plan.master_port, timeout_s=timeout,
+                             local_rank=plan.local_ranks.get(plan.rank), local_world=local_world)
+            self.trainer = _build_trainer(cfg, plan.rank, self.world, devices[plan.rank], total_optimizer_steps,
+                                          factory)
         except BaseException:
             stop_processes(self.followers, timeout_s=2.0)
             raise
         self._closed = False
+
+    def _single_node_plan(self, devices: list[str]) -> RankPlan:
+        """Rank 0 here spawning 1..N-1 on a free port; under DeepSpeed's launcher (one node, every rank started
+        by it) nothing is spawned and the launcher's rendezvous variables are used."""
+        if launched_externally():
+            if int(os.environ["WORLD_SIZE"]) != self.world:
+                raise UserError(
+                    f"the launcher started {os.environ['WORLD_SIZE']} ranks but the placement has {self.world} "
+                    "actor processes", key="cluster.component_placement",
+                    fix="launch one process per actor slot (deepspeed --num_gpus)",
+                )
+            return RankPlan(0, self.world, os.environ.get("MASTER_ADDR", "127.0.0.1"),
+                            int(os.environ.get("MASTER_PORT", "29500")))
+        return RankPlan(0, self.world, "127.0.0.1", free_port(), spawn=tuple((r, devices[r])
+                                                                           for r in range(1, self.world)))
 
     @property
     def module(self) -> torch.nn.Module:
@@ -181,21 +244,40 @@ class TrainerGroup:
             if not proc.is_alive():
                 raise WorkerError(f"trainer rank {rank} (pid {proc.pid}) died with exit code {proc.exitcode}")
 
-    def _command(self, command: Command) -> None:
+    def command(self, command: Any) -> None:
+        """Broadcast ``command`` to every rank of the world (rank 0 only; nothing to do with one rank)."""
         if self.world > 1:
             self.check_alive()
-            dist.broadcast_object_list([command], src=0)
+            if self.broken:
+                raise WorkerError("a trainer rank or node driver stopped answering earlier; no more commands")
+            with self.comm(f"sending {type(command).__name__} to the trainer ranks"):
+                dist.broadcast_object_list([command], src=0)
+
+    _command = command
+
+    @contextlib.contextmanager
+    def comm(self, what: str) -> Iterator[None]:
+        """``comm_errors(what)`` that also marks the group broken when the transfer fails."""
+        try:
+            with comm_errors(what):
+                yield
+        except WorkerError:
+            self.broken = True
+            raise
 
     def train(self, batch: RolloutBatch, global_step: int) -> dict[str, float]:
-        """One training step over all ranks; metrics averaged over ranks."""
+        """One training step over all ranks (shards sent as tensors); metrics averaged over ranks."""
         if self.world == 1:
             return self.trainer.train(batch, global_step)
-        self._command(Train(global_step))
-        shard = [None]
-        dist.scatter_object_list(shard, split_batch(batch, self.world), src=0)
-        metrics = self.trainer.train(shard[0], global_step)
+        shards = split_batch(batch, self.world)
+        self.command(Train(global_step))
+        for rank in range(1, self.world):
+            with self.comm(f"sending the batch shard of trainer rank {rank}"):
+                send_tensors(batch_to_tensors(shards[rank]), dst=rank)
+        metrics = self.trainer.train(shards[0], global_step)
         gathered: list = [None] * self.world
-        dist.gather_object(metrics, gathered, dst=0)
+        with self.comm("gathering the trainer ranks' metrics"):
+            dist.gather_object(metrics, gathered, dst=0)
         return _mean_metrics(gathered)
 
     def save(self, staging: Path, rank0_rng: dict | None = None) -> None:
@@ -209,24 +291,27 @@ class TrainerGroup:
         else:
             torch.save({"process": rank0_rng, "extra": {}}, staging / "rng" / "rank_0.pt")
         if self.world > 1:
-            dist.barrier()
+            with self.comm("waiting for every rank's checkpoint"):
+                dist.barrier()
 
     def load(self, checkpoint: Path) -> None:
         self._command(Load(str(checkpoint)))
         self.trainer.load(checkpoint)
         ckpt.load_rng(checkpoint, "rank_0")
         if self.world > 1:
-            dist.barrier()
+            with self.comm("waiting for every rank to load the checkpoint"):
+                dist.barrier()
 
     def close(self, timeout_s: float = 10.0) -> None:
         if self._closed:
             return
         self._closed = True
-        if self.world > 1 and all(p.is_alive() for p in self.followers):
+        if self.world > 1 and self.rank == 0 and not self.broken and all(p.is_alive() for p in self.followers):
             try:
                 dist.broadcast_object_list([Stop()], src=0)
                 dist.barrier()  # matches the followers' barrier before they destroy their group
             except Exception:  # noqa: BLE001 - a dead peer; the processes are stopped below
                 pass
         stop_processes(self.followers, timeout_s=timeout_s)
-        shutdown_distributed()
+        if not self.broken:  # destroying a group whose peer died can block in gloo; the process exits anyway
+            shutdown_distributed()
