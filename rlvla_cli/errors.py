@@ -38,6 +38,39 @@ class WorkerError(RuntimeError):
     """A worker process died or reported an exception; the runtime stops cleanly and re-raises this."""
 
 
+class WorkerDied(WorkerError):
+    """An env worker process is gone (killed, crashed, or it raised and exited): the runtime may restart it.
+
+    worker: its index in the pool; pid; exitcode (negative: killed by that signal); why: a short reason (the
+    signal's name, or the exception the worker reported); details: the worker's traceback when it reported one.
+    """
+
+    def __init__(self, worker: int, pid: int | None, exitcode: int | None, why: str, details: str = ""):
+        super().__init__(f"env worker {worker} (pid {pid}) {why}")
+        self.worker, self.pid, self.exitcode, self.why, self.details = worker, pid, exitcode, why, details
+
+
+class RuntimeFault(Exception):
+    """A fault outside the user's config ended the run (a worker beyond its restarts, a trainer rank dying, a CUDA
+    error, out of memory): the CLI prints ``str(error)`` as one paragraph (what died, why if known, what was
+    kept, what to do) and exits with code 3; the traceback only with ``--debug``."""
+
+    exit_code = 3
+
+    def __init__(self, what: str, *, why: str | None = None, kept: str | None = None, fix: str | None = None):
+        text = what.rstrip(".") + (f" ({why.rstrip('.')})" if why else "") + "."
+        if kept:
+            text += f" {kept.rstrip('.')}."
+        if fix:
+            text += f" Fix: {fix.rstrip('.')}."
+        super().__init__(text)
+        self.what, self.why, self.kept, self.fix = what, why, kept, fix
+
+
+class CheckpointError(UserError):
+    """A checkpoint on disk is truncated, corrupted or unreadable (the message names the file)."""
+
+
 def ensure_output_dir(path, key: str):
     """Create the output directory ``path`` (and parents) before any work starts; a path that cannot be
     created or written is a user mistake (``UserError`` naming ``key``), not a traceback an hour in."""

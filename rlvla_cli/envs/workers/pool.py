@@ -14,9 +14,16 @@ Usage (the runtime's loop; group s steps while the policy infers for group s + 1
         result = pool.recv(0)                   # ChunkStepResult of stage 0 (blocks until ready)
 
 Data travels through one shared-memory block per (worker, stage), allocated once from the env's ObsSpec;
-pipes carry only small commands. A worker that dies or raises is reported as ``WorkerError`` within
+pipes carry only small commands. A worker that dies or raises is reported as ``WorkerDied`` within
 ``poll_interval_s`` (never a hang); ``close()`` stops the processes and unlinks every segment. A user mistake
 inside a worker (e.g. an unregistered ManiSkill id) is re-raised in the runtime as the same ``UserError`` class.
+
+Fault tolerance (issue 19): a worker that dies (killed, crashed, or raised and exited) surfaces as
+``WorkerDied``; a watchdog thread (watchdog.py) notices a death within ``watch_interval_s`` even while the runtime
+is busy elsewhere and reports it through ``on_death``. ``restart_dead()`` replaces the dead workers by fresh
+processes over the same env groups and shared-memory blocks (a fresh seed stream each time), drops the replies
+still in flight from the others, and leaves the pool ready for a ``reset()``: the caller re-collects what the
+interrupted rollout had gathered.
 
 The worker side is worker.py, the messages messages.py; :class:`EnvPool` is the interface the rollout and
 evaluation code program against.
@@ -36,8 +43,11 @@ from rlvla_cli.envs.base import ChunkStepResult, Obs, ObsSpec
 from rlvla_cli.envs.episode import EPISODE_METRICS
 from rlvla_cli.envs.workers.channels import ShmTensorBlock, cat_obs, read_obs, step_layout
 from rlvla_cli.envs.workers.messages import Attach, Close, Done, Failed, FromWorker, Reset, Spec, Step, ToWorker
+from rlvla_cli.envs.workers.watchdog import DeathCallback, Watchdog, exit_reason
 from rlvla_cli.envs.workers.worker import env_worker_main
-from rlvla_cli.errors import UserError, WorkerError
+from rlvla_cli.errors import UserError, WorkerDied, WorkerError
+
+RESTART_SEED_STRIDE = 1_000_003  # a restarted worker's seed: seed + restarts * stride (a fresh stream)
 
 
 class EnvPool(Protocol):
@@ -72,11 +82,15 @@ class EnvWorkerPool:
     workers: ``(first, total)``: this pool runs global workers ``first .. first + num_workers - 1`` of a layout of
     ``total`` workers (one node's share in a multi-node run: same envs as those workers of a single pool).
     poll_interval_s: how often liveness is checked while waiting; timeout_s: the longest wait for one reply.
+    watch_interval_s: the watchdog's period (a death is reported within it); on_death(worker, pid, reason): called
+    from the watchdog thread when it sees a worker die.
     """
 
     def __init__(self, env_cfg, num_workers: int = 1, stages: int = 1, seed: int | None = None, *,
                  max_chunk: int = 8, video_dir: str | None = None, start_timeout_s: float = 600.0,
-                 timeout_s: float = 600.0, poll_interval_s: float = 0.2, workers: tuple[int, int] | None = None):
+                 timeout_s: float = 600.0, poll_interval_s: float = 0.2,
+                 watch_interval_s: float = 0.5, on_death: DeathCallback | None = None,
+                 workers: tuple[int, int] | None = None):
         total = env_cfg.total_num_envs
         self.first_worker, all_workers = workers or (0, num_workers)
         if total % (all_workers * stages * env_cfg.group_size):
@@ -91,31 +105,100 @@ class EnvWorkerPool:
         self._procs, self._conns = [], []
         self._pending: list[dict[int, Done]] = [{} for _ in range(num_workers)]
         self._in_flight = [False] * stages
+        self._outstanding = [0] * num_workers  # Reset / Step sent whose Done has not been read from the pipe
+        self._failed: set[int] = set()  # workers that reported Failed (they exit right after)
         self._closed = False
+        self.seed, self.video_dir, self.start_timeout_s = seed, video_dir, start_timeout_s
+        self.restarts = 0
+        self._watchdog: Watchdog | None = None
         try:
-            self._start(seed, video_dir, start_timeout_s)
+            self._start()
+            self._watchdog = Watchdog(lambda: self._procs, watch_interval_s, on_death)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, seed, video_dir, start_timeout_s) -> None:
+    def _spawn(self, w: int, seed: int | None):
+        """Start worker ``w``'s process; returns (process, driver end of its pipe)."""
         ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        index = self.first_worker + w
+        proc = ctx.Process(target=env_worker_main, name=f"rlvla-env-{index}", daemon=True,
+                           args=(child, self.env_cfg, index, self.all_workers, self.stages, seed, self.video_dir))
+        proc.start()
+        child.close()
+        return proc, parent
+
+    def _start(self) -> None:
         for w in range(self.num_workers):
-            parent, child = ctx.Pipe()
-            index = self.first_worker + w
-            proc = ctx.Process(target=env_worker_main, name=f"rlvla-env-{index}", daemon=True,
-                               args=(child, self.env_cfg, index, self.all_workers, self.stages, seed, video_dir))
-            proc.start()
-            child.close()
+            proc, conn = self._spawn(w, self.seed)
             self._procs.append(proc)
-            self._conns.append(parent)
+            self._conns.append(conn)
         for w in range(self.num_workers):
-            spec = self._wait(w, expect=Spec, timeout=start_timeout_s)
+            spec = self._wait(w, expect=Spec, timeout=self.start_timeout_s)
             self.obs_spec, self.action_dim = spec.obs_spec, spec.action_dim
-            layout = step_layout(self.obs_spec, self.per_group, self.max_chunk, self.action_dim)
-            blocks = [ShmTensorBlock(layout) for _ in range(self.stages)]
+            self._layout = step_layout(self.obs_spec, self.per_group, self.max_chunk, self.action_dim)
+            blocks = [ShmTensorBlock(self._layout) for _ in range(self.stages)]
             self._blocks.append(blocks)
-            self._send(w, Attach(tuple((b.name, layout) for b in blocks)))
+            self._send(w, Attach(tuple((b.name, self._layout) for b in blocks)))
+
+    # ---------------------------------------------------------------------------------- restarts
+    def dead_workers(self) -> list[int]:
+        """Indices of workers whose process has exited or that reported a failure."""
+        return [w for w, proc in enumerate(self._procs) if w in self._failed or not proc.is_alive()]
+
+    def restart_dead(self) -> list[int]:
+        """Replace every dead worker by a fresh process over the same env groups and shared-memory blocks.
+
+        Live workers' replies still in flight are read and dropped (a worker dying meanwhile is restarted too),
+        so every stage is idle afterwards and the next call must be ``reset()``. The new process builds its envs
+        with a fresh seed (``seed + restarts * RESTART_SEED_STRIDE``): the dead one's generator state is lost, and
+        replaying the first one's stream would repeat its episodes. Returns the restarted workers' indices.
+        """
+        self._check_open()
+        dead = set(self.dead_workers())
+        for w in range(self.num_workers):
+            if w not in dead and not self._drain(w):
+                dead.add(w)
+        for w in sorted(dead):
+            self._respawn(w)
+        self._pending = [{} for _ in range(self.num_workers)]
+        self._in_flight = [False] * self.stages
+        return sorted(dead)
+
+    def _drain(self, w: int) -> bool:
+        """Read and drop worker ``w``'s outstanding replies; False when it died or failed meanwhile."""
+        conn, deadline = self._conns[w], time.monotonic() + self.timeout_s
+        while self._outstanding[w] > 0:
+            if time.monotonic() > deadline or not self._procs[w].is_alive():
+                return False
+            try:
+                if conn.poll(self.poll_interval_s):
+                    message = conn.recv()
+                    if isinstance(message, Failed):
+                        return False
+                    self._outstanding[w] -= 1
+            except (EOFError, OSError):
+                return False
+        return True
+
+    def _respawn(self, w: int) -> None:
+        old = self._procs[w]
+        old.join(timeout=1.0)
+        if old.is_alive():  # reported Failed but hangs on the way out, or stopped answering
+            old.kill()
+            old.join(timeout=2.0)
+        self._conns[w].close()
+        self.restarts += 1
+        base = self.env_cfg.seed if self.seed is None else self.seed
+        seed = None if base is None else base + self.restarts * RESTART_SEED_STRIDE
+        self._procs[w], self._conns[w] = self._spawn(w, seed)
+        self._outstanding[w] = 0
+        self._failed.discard(w)
+        if self._watchdog is not None:
+            self._watchdog.forget(w)
+        self._wait(w, expect=Spec, timeout=self.start_timeout_s)
+        self._send(w, Attach(tuple((b.name, self._layout) for b in self._blocks[w])))
 
     # ---------------------------------------------------------------------------------- waiting
     def _wait(self, worker: int, expect: type, timeout: float | None = None, stage: int | None = None) -> FromWorker:
@@ -132,9 +215,12 @@ class EnvWorkerPool:
                 except (EOFError, OSError) as err:
                     raise self._dead(worker, proc) from err
                 if isinstance(message, Failed):
+                    self._failed.add(worker)
                     if message.user_error is not None:
                         raise getattr(errors, message.user_error, UserError)(message.message)
-                    raise WorkerError(f"env worker {worker} failed: {message.summary}\n{message.traceback}")
+                    raise WorkerDied(worker, proc.pid, None, f"failed: {message.summary}", message.traceback)
+                if isinstance(message, Done):
+                    self._outstanding[worker] -= 1
                 if not isinstance(message, expect):
                     raise WorkerError(f"env worker {worker}: expected {expect.__name__}, got {message!r}")
                 if stage is None or message.stage == stage:
@@ -146,16 +232,18 @@ class EnvWorkerPool:
                 raise WorkerError(f"env worker {worker} did not answer within {self.timeout_s:.0f} s")
 
     @staticmethod
-    def _dead(worker: int, proc) -> WorkerError:
+    def _dead(worker: int, proc) -> WorkerDied:
         proc.join(timeout=1.0)
-        return WorkerError(f"env worker {worker} (pid {proc.pid}) died with exit code {proc.exitcode}")
+        return WorkerDied(worker, proc.pid, proc.exitcode, f"died ({exit_reason(proc.exitcode)})")
 
     def _send(self, worker: int, message: ToWorker) -> None:
-        """Send a control message; a worker that died meanwhile surfaces as WorkerError, not a broken pipe."""
+        """Send a control message; a worker that died meanwhile surfaces as WorkerDied, not a broken pipe."""
         try:
             self._conns[worker].send(message)
         except (BrokenPipeError, ConnectionResetError, EOFError) as err:
             raise self._dead(worker, self._procs[worker]) from err
+        if isinstance(message, (Reset, Step)):
+            self._outstanding[worker] += 1
 
     def _check_open(self) -> None:
         if self._closed:
@@ -246,6 +334,8 @@ class EnvWorkerPool:
         if self._closed:
             return
         self._closed = True
+        if getattr(self, "_watchdog", None) is not None:
+            self._watchdog.stop()
         for conn in self._conns:
             try:
                 conn.send(Close())
