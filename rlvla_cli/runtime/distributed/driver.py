@@ -105,7 +105,15 @@ class NodeDriver:
     def _collect(self, global_step: int) -> None:
         """Run this node's rollout and send it to rank 0 (an ``aborted`` reply when a signal stopped it)."""
         self.actor_offloader.offload()
-        collected = None if self.stop.requested else self.node.collect(global_step)
+        collected = None
+        if not self.stop.requested:
+            try:
+                collected = self.node.collect(global_step)
+            except WorkerError:
+                if not self.stop.requested:
+                    raise
+                # env workers ended by the same signal (a terminal's Ctrl-C, a scheduler's SIGTERM to the job):
+                # report an aborted rollout so rank 0 can still checkpoint the last finished step with every node
         self.actor_offloader.reload()
         self.node.offloader.offload()
         extra = {"aborted": collected is None, "stop": self.stop.signal_name if self.stop.requested else None,

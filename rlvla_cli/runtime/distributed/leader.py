@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rlvla_cli.errors import WorkerError
 from rlvla_cli.runtime.distributed.commands import Collect, SyncWeights
 from rlvla_cli.runtime.distributed.merge import merge_node_batches
 from rlvla_cli.runtime.distributed.node_rollout import NodeRollout
@@ -94,7 +95,7 @@ class MultiNodeRunner(Runner):
     def _collect(self) -> tuple[Any, dict[str, torch.Tensor], int] | None:
         """Every node's rollout epochs, merged in single-node env order; None when any node stopped."""
         self.group.command(Collect(self.global_step))
-        own = self.node.collect(self.global_step) if self.node is not None else None
+        own = self._own_collect()
         parts, aborted = [], False
         if self.node is not None:
             aborted = own is None
@@ -118,6 +119,27 @@ class MultiNodeRunner(Runner):
         batch = merge_node_batches([p[0] for p in parts], blocks)
         episodes = {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]}
         return batch, episodes, sum(p[2] for p in parts)
+
+    def _own_collect(self) -> tuple[Any, dict[str, torch.Tensor], int] | None:
+        """Node 0's share; None when stopped (also when its env workers died of the same signal: the other nodes'
+        replies must still be received before the checkpoint, or the protocol would stall)."""
+        if self.node is None:
+            return None
+        try:
+            return self.node.collect(self.global_step)
+        except WorkerError:
+            if not self.stop.requested:
+                raise
+            return None
+
+    def save_checkpoint(self):
+        """The runner's checkpoint, which needs every node; after a lost node the last one written stays."""
+        if self.group is not None and self.group.broken:
+            if self.tracker is not None:
+                self.tracker.print(f"a node is gone: no checkpoint of step {self.global_step}; the last one is "
+                                   f"{self.last_checkpoint}")
+            return self.last_checkpoint
+        return super().save_checkpoint()
 
     def close(self) -> None:
         self.node = None
