@@ -154,11 +154,26 @@ def config_schema() -> None:
 
 
 def main() -> None:
-    """Console entry point: user errors become one paragraph on stderr and exit code 2."""
+    """Console entry point: user errors become one paragraph on stderr and exit code 2, runtime faults one
+    paragraph and exit code 3 (docs/reliability.md); ``--debug`` anywhere on the line adds the traceback."""
+    import os
+
+    from rlvla_cli.errors import RuntimeFault
+
+    debug = "--debug" in sys.argv[1:] or os.environ.get("RLVLA_DEBUG", "") not in ("", "0")
+    sys.argv[1:] = [arg for arg in sys.argv[1:] if arg != "--debug"]
     try:
         app()
-    except UserError as err:
+    except (UserError, RuntimeFault) as err:
         from rich.console import Console
 
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {err}", highlight=False)
+        console = Console(stderr=True, soft_wrap=True)
+        if debug:
+            import traceback
+
+            console.print("".join(traceback.format_exception(err)), highlight=False, markup=False)
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(err.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C: the user insists; the children are already being stopped
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

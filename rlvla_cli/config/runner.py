@@ -58,6 +58,13 @@ class RunnerConfig(StrictModel):
     keep_last_checkpoints: int = Field(
         3, description="Keep the newest N checkpoints in the run directory (0 or less keeps all)."
     )
+    max_worker_restarts: int = Field(
+        3, ge=0, description="Restart a dead env worker (and collect its rollout again) at most this many times "
+        "within worker_restart_window steps; one more death stops the run with a checkpoint (exit code 3).",
+    )
+    worker_restart_window: int = Field(
+        100, ge=1, description="The window, in training steps, over which max_worker_restarts counts restarts.",
+    )
     only_eval: bool = Field(False, description="Run evaluation only (no training), as RLinf's runner.only_eval.")
     logger: LoggerConfig = Field(default_factory=LoggerConfig, description="Metric sinks and run naming.")
 

@@ -8,10 +8,14 @@ Layout of one checkpoint (``<run_dir>/checkpoints/global_step_<N>/``)::
     rng/driver.pt        the driver's RNG plus the env workers' generator states
     trainer_state.json   step counters, weight version, skipped-step counts
     config.yaml          the resolved config (rlvla_cli.config.loader.dump_config)
+    manifest.json        size (and CRC-32 up to CHECKSUM_LIMIT bytes) of every other file, written last
 
 Every rank writes into a staging directory ``global_step_<N>.tmp-<token>``; once all are done the driver
 fsyncs every file and renames the directory into place, so a crash never leaves a half checkpoint under the
 final name (a leftover ``.tmp-`` directory is ignored and removed by the next prune).
+
+Resuming checks a checkpoint against its manifest first (:func:`verify`): a truncated or corrupted file is named
+in a ``CheckpointError``, and ``resume_candidates`` lists the older checkpoints to fall back to.
 """
 
 from __future__ import annotations
@@ -22,17 +26,21 @@ import random
 import re
 import shutil
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from rlvla_cli.errors import UserError
+from rlvla_cli.errors import CheckpointError, UserError
 
 CHECKPOINT_DIR = "checkpoints"
 _STEP_DIR = re.compile(r"^global_step_(\d+)$")
 TRAINER_STATE = "trainer_state.json"
+MANIFEST = "manifest.json"
+CHECKSUM_LIMIT = 1 << 30  # files up to 1 GiB get a CRC-32 (a few hundred ms each); bigger ones their size only
+_CHUNK = 1 << 22
 
 
 def checkpoints_root(run_dir: str | Path) -> Path:
@@ -65,9 +73,57 @@ def fsync_tree(root: Path) -> None:
         _fsync_path(directory)
 
 
+def _crc32(path: Path) -> int:
+    value = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            value = zlib.crc32(chunk, value)
+    return value
+
+
+def write_manifest(directory: Path) -> None:
+    """``manifest.json``: ``{"files": {relative path: {"size": bytes, "crc32": int | null}}}`` of every file."""
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST):
+        size = path.stat().st_size
+        files[path.relative_to(directory).as_posix()] = {
+            "size": size, "crc32": _crc32(path) if size <= CHECKSUM_LIMIT else None}
+    write_json(directory / MANIFEST, {"files": files})
+
+
+def verify(checkpoint: Path) -> None:
+    """Check every file of ``checkpoint`` against its manifest; a ``CheckpointError`` names the first bad file.
+
+    A checkpoint without a manifest (written before manifests existed) passes; its loading errors are named
+    by the caller instead.
+    """
+    manifest = checkpoint / MANIFEST
+    if not manifest.is_file():
+        return
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise _corrupt(manifest, f"unreadable ({err})") from None
+    for name, entry in files.items():
+        path = checkpoint / name
+        if not path.is_file():
+            raise _corrupt(path, "is missing")
+        size = path.stat().st_size
+        if size != entry["size"]:
+            raise _corrupt(path, f"has {size} bytes, {entry['size']} were written (truncated)")
+        if entry.get("crc32") is not None and _crc32(path) != entry["crc32"]:
+            raise _corrupt(path, "does not match the checksum written with it (corrupted)")
+
+
+def _corrupt(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint file {path} {what}", key="runner.resume_dir",
+                           fix="resume from an older checkpoint (runner.resume_dir=<its directory>) or start afresh")
+
+
 def commit(staging: Path, step: int) -> Path:
-    """fsync ``staging`` and rename it to ``global_step_<step>`` next to it (replacing an older one)."""
+    """Write the manifest, fsync ``staging`` and rename it to ``global_step_<step>`` (replacing an older one)."""
     final = staging.parent / f"global_step_{step}"
+    write_manifest(staging)
     fsync_tree(staging)
     if final.exists():
         trash = staging.parent / f"{final.name}.old-{uuid.uuid4().hex[:8]}"
@@ -104,17 +160,24 @@ def prune(run_dir: str | Path, keep_last: int) -> None:
 def resolve_resume_dir(resume_dir: str | None, run_dir: str | Path) -> Path | None:
     """``runner.resume_dir``: None -> no resume; ``auto`` -> newest checkpoint of the run dir (None if there is
     none); a path -> that checkpoint, or the newest one inside it when it is a run directory."""
+    found = resume_candidates(resume_dir, run_dir)
+    return found[0] if found else None
+
+
+def resume_candidates(resume_dir: str | None, run_dir: str | Path) -> list[Path]:
+    """The checkpoints ``runner.resume_dir`` may resume from, in the order to try them: newest first for ``auto``
+    or a run directory (the older ones are the fallbacks when the newest is corrupted), just the one for a
+    checkpoint directory; empty for None (or ``auto`` without checkpoints)."""
     if resume_dir is None:
-        return None
+        return []
     if resume_dir == "auto":
-        found = list_checkpoints(run_dir)
-        return found[-1][1] if found else None
+        return [path for _, path in reversed(list_checkpoints(run_dir))]
     path = Path(resume_dir).expanduser()
     if (path / TRAINER_STATE).is_file():
-        return path
+        return [path]
     found = list_checkpoints(path)
     if found:
-        return found[-1][1]
+        return [p for _, p in reversed(found)]
     raise UserError(
         f"`{path}` is not a checkpoint (no {TRAINER_STATE}) and holds no checkpoints/global_step_* directory",
         key="runner.resume_dir",

@@ -5,10 +5,19 @@ the env workers (``EnvWorkerPool``), the rollout copy of the policy (inference i
 rollout device, fed by the pool's pipeline stages; with several rollout devices one copy per device and each
 batch split over them, see ``replicas.py``) and the weight sync between trainer and rollout copies.
 SIGINT / SIGTERM stop the loop at the next chunk step with a checkpoint of the last finished step.
+
+Faults (issue 19, docs/reliability.md): a dead env worker is restarted and the interrupted rollout epoch collected
+again (``runner.max_worker_restarts`` within ``runner.worker_restart_window`` steps); any other fault (a worker
+beyond its restarts, a trainer rank dying, out of memory, a CUDA error) saves the last completed update when the
+trainer state is whole (not mid-update) and newer than the last checkpoint, stops every child and raises
+``RuntimeFault`` (one paragraph, exit code 3). A save that fails (a full disk) is reported and training goes on.
 """
 
 from __future__ import annotations
 
+import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlvla_cli.algorithms.batch import RolloutBatch
-from rlvla_cli.errors import WorkerError
+from rlvla_cli.errors import CheckpointError, RuntimeFault, WorkerDied, WorkerError
 from rlvla_cli.models.base import PRECISION_DTYPES
 from rlvla_cli.rundir import checkpoint as ckpt
+from rlvla_cli.runtime import faults
 from rlvla_cli.runtime.offload import EngineOffloader, ModuleOffloader
 from rlvla_cli.runtime.perf import Stopwatch, actor_mfu
 from rlvla_cli.runtime.replicas import OffloadGroup, ReplicatedPolicy, SyncGroup
@@ -62,6 +72,8 @@ class Runner:
         self.stop = StopRequest()
         self.group = self.pool = self.tracker = self.evaluator = None
         self.rollout_threads: int | None = None  # CPU rollout next to env workers: see runtime/threads.py
+        self.stage = "setup"  # what the loop is doing (fault messages; no fault checkpoint mid-update)
+        self.restarts = faults.RestartBudget(cfg.runner.max_worker_restarts, cfg.runner.worker_restart_window)
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -91,7 +103,7 @@ class Runner:
             self.rollout_offloader = OffloadGroup(copies, rollout_devices, self.offload[1])
         self.pool = EnvWorkerPool(cfg.env.train, num_workers=self.placement.env_workers,
                                   stages=cfg.rollout.pipeline_stage_num, seed=cfg.env.train.seed,
-                                  max_chunk=cfg.actor.model.num_action_chunks)
+                                  max_chunk=cfg.actor.model.num_action_chunks, on_death=self._worker_died)
         cpu_rollout = torch.device(rollout_device).type == "cpu" and self.placement.env_workers > 0
         self.rollout_threads = rollout_threads(available_cpus(), self.placement.env_workers) if cpu_rollout else None
         self.rollout = RolloutWorker(self.rollout_policy, rollout_device, self.pool, cfg.chunk_steps_per_rollout,
@@ -102,13 +114,45 @@ class Runner:
                                      cfg.total_steps, self.global_step, console=self.console)
 
     def _maybe_resume(self) -> None:
-        checkpoint = ckpt.resolve_resume_dir(self.cfg.runner.resume_dir, self.run_dir)
-        if checkpoint is None:
+        """Load the newest loadable checkpoint ``runner.resume_dir`` names; a corrupted one is reported and the
+        next older one tried (a named checkpoint directory has no fallback: its error stops the run)."""
+        candidates = ckpt.resume_candidates(self.cfg.runner.resume_dir, self.run_dir)
+        for index, checkpoint in enumerate(candidates):
+            try:
+                ckpt.verify(checkpoint)
+                state = self._load(checkpoint)
+            except CheckpointError as err:
+                if index + 1 == len(candidates):
+                    raise
+                self.note(f"warning: {err} Resuming from the older {candidates[index + 1]} instead.")
+                continue
+            self.global_step, self.env_steps = state["global_step"], state["env_steps"]
+            self.sync.version = state.get("weight_version", 0)
+            self.last_checkpoint = checkpoint
             return
-        self.group.load(checkpoint)
-        state = ckpt.read_trainer_state(checkpoint)
-        self.global_step, self.env_steps = state["global_step"], state["env_steps"]
-        self.sync.version = state.get("weight_version", 0)
+
+    def _load(self, checkpoint: Path) -> dict[str, Any]:
+        """Engine, RNG and counters of ``checkpoint``; an unreadable file becomes a CheckpointError naming it."""
+        try:
+            self.group.load(checkpoint)
+            return ckpt.read_trainer_state(checkpoint)
+        except (OSError, ValueError, KeyError, RuntimeError, EOFError) as err:
+            raise CheckpointError(f"checkpoint {checkpoint} cannot be loaded ({type(err).__name__}: "
+                                  f"{str(err).strip().splitlines()[0] if str(err).strip() else ''})",
+                                  key="runner.resume_dir", fix="resume from an older checkpoint or start afresh"
+                                  ) from err
+
+    def note(self, message: str) -> None:
+        """A line for the user (restarts, fallbacks, failed saves): above the progress bar, else on stderr."""
+        if self.tracker is not None and self.console:
+            self.tracker.print(message)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def _worker_died(self, worker: int, pid: int | None, reason: str) -> None:
+        """The pool's watchdog saw an env worker die (called from its thread)."""
+        self.note(f"env worker {worker} (pid {pid}) died ({reason}) during the {self.stage}; it is restarted "
+                  "before the next rollout")
 
     def _rollout_copy(self, device: str) -> torch.nn.Module:
         """A rollout copy of the policy on ``device`` in ``rollout.precision`` (GPU) for the weight sync to fill."""
@@ -144,14 +188,49 @@ class Runner:
                 if self.global_step > 0 and (self.last_checkpoint is None
                                              or self.last_checkpoint.name != f"global_step_{self.global_step}"):
                     self.save_checkpoint()
-            except WorkerError:
+            except WorkerError as err:
                 if not self.stop.requested:
-                    raise
+                    self._fail(err)
                 status = "interrupted"  # workers stopped by the same Ctrl-C; state of the last step is kept
                 self.save_checkpoint()
+            except (RuntimeFault, MemoryError, RuntimeError) as err:
+                self._fail(err)
             finally:
                 self.close()
         return RunResult(status, self.global_step, last, self.last_checkpoint, self.run_dir)
+
+    def _fail(self, err: BaseException) -> None:
+        """End the run on a fault: checkpoint the last completed update when that is safe, then raise
+        ``RuntimeFault`` saying what died, why, what was kept and what to do. Not a fault (a bug): re-raise."""
+        if isinstance(err, RuntimeFault):
+            what, why, fix = err.what, err.why, err.fix
+        else:
+            described = faults.describe(err, self.stage)
+            if described is None:
+                raise err
+            what, why, fix = described
+        kept = self._fault_checkpoint()
+        raise RuntimeFault(what, why=why, kept=kept, fix=fix) from err
+
+    def _fault_checkpoint(self) -> str:
+        """Save the last completed update if it is newer than the last checkpoint and the trainer state is whole
+        (not stopped mid-update, every rank alive); returns the sentence saying what was kept."""
+        step = self.global_step
+        saved = self.last_checkpoint is not None and self.last_checkpoint.name == f"global_step_{step}"
+        if step > 0 and not saved and self.group is not None and self.stage != "update":
+            try:
+                self.group.check_alive()
+                self.save_checkpoint()
+            except Exception as err:  # noqa: BLE001 - the fault message matters more; say the save failed
+                return (f"Saving step {step} failed too ({type(err).__name__}: {err}); the last checkpoint is "
+                        f"{self.last_checkpoint or 'none'}")
+        if self.last_checkpoint is None:
+            return "No checkpoint was written (no update had completed)"
+        resume = f"resume with runner.resume_dir={self.last_checkpoint}"
+        if self.last_checkpoint.name == f"global_step_{step}":
+            return f"The last completed update (step {step}) is saved in {self.last_checkpoint}; {resume}"
+        return (f"The update of step {step + 1} was in progress and is lost; the last checkpoint is "
+                f"{self.last_checkpoint}; {resume}")
 
     def _periodic(self, metrics: dict[str, float], total: int) -> None:
         runner = self.cfg.runner
@@ -171,13 +250,43 @@ class Runner:
         results = []
         for epoch in range(env_cfg.rollout_epoch):
             seed = env_cfg.seed + self.global_step * env_cfg.rollout_epoch + epoch
-            with torch_threads(self.rollout_threads):  # no oversubscription next to busy env workers
-                result = self.rollout.collect(seed)
+            result = self._collect_epoch(seed)
             if result is None:
                 return None
             results.append(result)
         episodes = {k: torch.cat([r.episodes[k] for r in results]) for k in results[0].episodes}
         return RolloutBatch.cat([r.batch for r in results]), episodes, sum(r.env_steps for r in results)
+
+    def _collect_epoch(self, seed: int) -> Any:
+        """One rollout epoch; when an env worker died the epoch's partial rollout is dropped, the worker restarted
+        (same env group, fresh seed stream) and the epoch collected again from its reset with the same ``seed``."""
+        died: WorkerDied | None = None
+        while True:
+            try:
+                if died is not None:  # a worker that dies again while starting counts as another restart
+                    self._restart_env_workers(died)
+                    died = None
+                with torch_threads(self.rollout_threads):  # no oversubscription next to busy env workers
+                    return self.rollout.collect(seed)
+            except WorkerDied as err:
+                if self.stop.requested:
+                    raise
+                died = err
+
+    def _restart_env_workers(self, err: WorkerDied) -> None:
+        limit, window = self.cfg.runner.max_worker_restarts, self.cfg.runner.worker_restart_window
+        if not self.restarts.allow(self.global_step):
+            raise RuntimeFault(
+                f"env worker {err.worker} (pid {err.pid}) {err.why} during the {self.stage}, after "
+                f"{len(self.restarts.steps) - 1} restart(s) within the last {window} steps "
+                f"(runner.max_worker_restarts={limit})",
+                fix="check the simulator's log above and the machine's memory (`dmesg` shows the OOM killer); "
+                    "raise runner.max_worker_restarts to tolerate more") from err
+        started = time.monotonic()
+        restarted = self.pool.restart_dead()
+        self.note(f"env worker(s) {', '.join(map(str, restarted))} restarted in {time.monotonic() - started:.1f} s "
+                  f"(restart {self.restarts.total}; {err.worker} {err.why}); the rollout of step "
+                  f"{self.global_step + 1} is collected again")
 
     def train_step(self) -> dict[str, float] | None:
         """One step: sync -> rollouts -> advantages -> update -> log; returns its metrics (``time/*`` included),
@@ -191,23 +300,27 @@ class Runner:
             self.sync.sync()
             timings["time/sync_weights"] = self.sync.last_seconds
             self.actor_offloader.offload()
+            self.stage = "rollout"
             with Stopwatch() as watch:
                 collected = self._collect()
             timings["time/generate_rollouts"] = watch.seconds
             if collected is None or self.stop.requested:
                 return None
             batch, episodes, env_steps = collected
+            faults.inject_nan_rewards(batch.rewards, self.global_step)  # drill hook; off unless its env var is set
             self.actor_offloader.reload()
             self.rollout_offloader.offload()
             with Stopwatch() as watch:
                 compute_advantages(batch, self.cfg.algorithm)
             timings["time/cal_adv_and_returns"] = watch.seconds
+            self.stage = "update"
             with Stopwatch() as watch:
                 train_metrics = self.group.train(batch, self.global_step)
             timings["time/actor_training"] = watch.seconds
             self.global_step += 1
             self.env_steps += env_steps
             self.rng_snapshot = ckpt.capture_rng_state()
+            self.stage = "step end"
         timings["time/step"] = step_watch.seconds
         metrics = {**episode_metrics(episodes), **rollout_metrics(batch), **train_metrics, **timings}
         metrics["perf/env_steps_per_s"] = env_steps / max(timings["time/generate_rollouts"], 1e-9)
@@ -218,6 +331,7 @@ class Runner:
             metrics["perf/actor_mfu"] = mfu
         metrics["perf/total_env_steps"] = float(self.env_steps)
         metrics["train/weight_version"] = float(self.sync.version)
+        metrics["train/worker_restarts"] = float(self.restarts.total)
         self.tracker.log(metrics, self.global_step)
         return metrics
 
@@ -226,6 +340,7 @@ class Runner:
         """Greedy evaluation of the current weights on ``env.eval``."""
         from rlvla_cli.runtime.evaluator import InLoopEvaluator
 
+        self.stage = "evaluation"
         if self.evaluator is None:
             self.evaluator = InLoopEvaluator(self.cfg.env.eval, self.cfg.rollout.sampling,
                                              max_chunk=self.cfg.actor.model.num_action_chunks)
@@ -234,12 +349,38 @@ class Runner:
         with torch_threads(self.rollout_threads):  # the eval env worker needs a core too
             return self.evaluator.evaluate(self.rollout_policy)
 
-    def save_checkpoint(self) -> Path:
-        """Atomic checkpoint of the last finished step (every rank's engine + RNG, HF weights, counters)."""
+    def save_checkpoint(self) -> Path | None:
+        """Atomic checkpoint of the last finished step (every rank's engine + RNG, HF weights, counters).
+
+        A save that fails for the disk (full, read-only, quota) removes its staging directory, says so and returns
+        None: the previous checkpoint stays the newest and the training state in memory is untouched."""
+        previous, self.stage = self.stage, "checkpoint"
+        staging = None
+        try:
+            staging = ckpt.staging_dir(self.run_dir, self.global_step)
+            self._write_checkpoint(staging)
+            pause = faults.drill_value(faults.PAUSE_IN_SAVE_S)
+            if pause:
+                time.sleep(pause)  # drill hook: files written, not yet committed
+            self.last_checkpoint = ckpt.commit(staging, self.global_step)
+        except OSError as err:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.note(f"warning: the checkpoint of step {self.global_step} was not written ({err.strerror or err}: "
+                      f"{err.filename or self.run_dir}); training goes on and the newest checkpoint is still "
+                      f"{self.last_checkpoint or 'none'}. Free space under {self.run_dir} (or set runner.output_dir)")
+            return None
+        finally:
+            self.stage = previous
+        ckpt.prune(self.run_dir, keep_last=self.cfg.runner.keep_last_checkpoints)
+        if self.tracker is not None:
+            self.tracker.print(f"checkpoint: {self.last_checkpoint}")
+        return self.last_checkpoint
+
+    def _write_checkpoint(self, staging: Path) -> None:
         from rlvla_cli.config.loader import dump_config
         from rlvla_cli.runtime.weight_sync import gathered
 
-        staging = ckpt.staging_dir(self.run_dir, self.global_step)
         self.group.save(staging, rank0_rng=self.rng_snapshot)
         with gathered(self.group.module):
             ckpt.save_policy_weights(self.group.module, staging / "policy")
@@ -249,11 +390,6 @@ class Runner:
             "skipped_steps": self.group.trainer.skipped_steps,
         })
         (staging / "config.yaml").write_text(dump_config(self.cfg))
-        self.last_checkpoint = ckpt.commit(staging, self.global_step)
-        ckpt.prune(self.run_dir, keep_last=self.cfg.runner.keep_last_checkpoints)
-        if self.tracker is not None:
-            self.tracker.print(f"checkpoint: {self.last_checkpoint}")
-        return self.last_checkpoint
 
     def close(self) -> None:
         """Stop every child and release every shared-memory segment (idempotent)."""

@@ -15,7 +15,7 @@ from tiny_policy import nan_factory, tiny_factory
 
 from rlvla_cli.commands.train import hardware_placement
 from rlvla_cli.envs.workers.channels import list_segments
-from rlvla_cli.errors import WorkerError
+from rlvla_cli.errors import RuntimeFault
 from rlvla_cli.rundir import checkpoint as ckpt
 from rlvla_cli.runtime.runner import Runner
 
@@ -76,7 +76,7 @@ def test_nan_losses_skip_then_stop_with_checkpoint(tmp_path):
 
 
 def test_dead_env_worker_stops_cleanly(tmp_path):
-    cfg = small_config(tmp_path, steps=1000)
+    cfg = small_config(tmp_path, steps=1000, overrides=("runner.max_worker_restarts=0",))
     placement, offload = hardware_placement(cfg)
     before_children, before_segments = _children(), list_segments()
     runner = Runner(cfg, placement, offload, factory=tiny_factory, console=False)
@@ -89,7 +89,7 @@ def test_dead_env_worker_stops_cleanly(tmp_path):
         killed_at.append(time.monotonic())
 
     threading.Thread(target=kill_worker, daemon=True).start()
-    with pytest.raises(WorkerError, match="env worker 0"):
+    with pytest.raises(RuntimeFault, match="env worker 0"):
         runner.run()
     assert time.monotonic() - killed_at[0] < 10.0
     assert _children() <= before_children
