@@ -172,7 +172,9 @@ def main() -> None:
             import traceback
 
             console.print("".join(traceback.format_exception(err)), highlight=False, markup=False)
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)  # messages may quote [file:line]
         sys.exit(err.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C: the user insists; the children are already being stopped
         print("interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ A failed or timed-out transfer raises ``WorkerError`` naming the peer (see :func
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
@@ -37,9 +38,10 @@ def comm_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, ConnectionError) as err:  # DistBackendError / DistNetworkError subclass RuntimeError
+        detail = re.sub(r"^\[[^\]]*\]\s*", "", str(err).splitlines()[0] if str(err) else "")  # gloo's [file:line]
+        detail = detail.split(". ")[0][:200]
         raise WorkerError(f"{what} failed: a node driver or trainer rank died or did not answer within "
-                          f"cluster.collective_timeout_s ({type(err).__name__}: {str(err).splitlines()[0][:300]})"
-                          ) from err
+                          f"cluster.collective_timeout_s ({type(err).__name__}: {detail})") from err
 
 
 def _dtype_groups(tensors: dict[str, torch.Tensor]) -> dict[torch.dtype, list[str]]:
