@@ -10,23 +10,44 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import time
 from collections import deque
 
 import torch
 
 from rlvla_cli.errors import WorkerDied, WorkerError
 
-# Drill hooks (read per call, so a test can set them in-process): NaN rewards from this global step on (the update
-# sees a NaN loss and is skipped, `runner.max_consecutive_skipped` then stops the run); a pause inside every
-# checkpoint save after the files are written and before the rename (so a drill can kill the process mid-save).
+# Drill hooks (read per call, so a test can set them in-process; off unless set): NaN rewards from this global step
+# on (the update sees a NaN loss and is skipped; `runner.max_consecutive_skipped` then stops the run); pauses at the
+# start of loop stages (`rollout:3,update:3,checkpoint@2:5`), once per stage and only after a completed update, so a
+# drill can signal or kill the process at a known point (it waits for the `drill: paused` line on stderr).
 NAN_REWARDS_FROM_STEP = "RLVLA_DRILL_NAN_REWARDS_FROM_STEP"
-PAUSE_IN_SAVE_S = "RLVLA_DRILL_PAUSE_IN_SAVE_S"
+PAUSE_S = "RLVLA_DRILL_PAUSE_S"
+_paused: set[str] = set()
 
 
 def drill_value(name: str) -> float | None:
     """The float in environment variable ``name``, or None when unset or empty."""
     text = os.environ.get(name, "").strip()
     return float(text) if text else None
+
+
+def drill_pause(stage: str, global_step: int) -> None:
+    """Sleep at the start of ``stage`` when the pause hook names it: ``stage:seconds`` pauses the first time at
+    ``global_step >= 1``, ``stage@N:seconds`` the first time at ``global_step >= N``."""
+    spec = {}
+    for item in os.environ.get(PAUSE_S, "").split(","):
+        key, _, seconds = item.partition(":")
+        name, _, at = key.strip().partition("@")
+        if seconds:
+            spec[name] = (int(at or 1), float(seconds))
+    if stage not in spec or stage in _paused or global_step < spec[stage][0]:
+        return
+    _paused.add(stage)
+    seconds = spec[stage][1]
+    print(f"drill: paused in {stage} at step {global_step} for {seconds:g} s", file=sys.stderr, flush=True)
+    time.sleep(seconds)
 
 
 def inject_nan_rewards(rewards: torch.Tensor, global_step: int) -> bool:
@@ -55,6 +76,16 @@ class RestartBudget:
         while self.steps and self.steps[0] <= step - self.window:
             self.steps.popleft()
         return len(self.steps) <= self.limit
+
+
+def is_write_failure(err: BaseException) -> bool:
+    """A failed file write (full disk, quota, read-only): an ``OSError``, or torch.save's ``RuntimeError`` from
+    its zip writer (a full disk there reads ``[enforce fail at inline_container.cc] unexpected pos ...``)."""
+    if isinstance(err, OSError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(
+        mark in text for mark in ("inline_container", "PytorchStreamWriter", "file write failed"))
 
 
 def describe(err: BaseException, stage: str) -> tuple[str, str | None, str] | None:

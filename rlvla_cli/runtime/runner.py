@@ -301,6 +301,7 @@ class Runner:
             timings["time/sync_weights"] = self.sync.last_seconds
             self.actor_offloader.offload()
             self.stage = "rollout"
+            faults.drill_pause("rollout", self.global_step)
             with Stopwatch() as watch:
                 collected = self._collect()
             timings["time/generate_rollouts"] = watch.seconds
@@ -314,6 +315,7 @@ class Runner:
                 compute_advantages(batch, self.cfg.algorithm)
             timings["time/cal_adv_and_returns"] = watch.seconds
             self.stage = "update"
+            faults.drill_pause("update", self.global_step)
             with Stopwatch() as watch:
                 train_metrics = self.group.train(batch, self.global_step)
             timings["time/actor_training"] = watch.seconds
@@ -359,16 +361,20 @@ class Runner:
         try:
             staging = ckpt.staging_dir(self.run_dir, self.global_step)
             self._write_checkpoint(staging)
-            pause = faults.drill_value(faults.PAUSE_IN_SAVE_S)
-            if pause:
-                time.sleep(pause)  # drill hook: files written, not yet committed
+            faults.drill_pause("checkpoint", self.global_step)  # drill hook: files written, not yet committed
             self.last_checkpoint = ckpt.commit(staging, self.global_step)
-        except OSError as err:
+        except (OSError, RuntimeError) as err:
+            if not faults.is_write_failure(err):
+                raise
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
-            self.note(f"warning: the checkpoint of step {self.global_step} was not written ({err.strerror or err}: "
-                      f"{err.filename or self.run_dir}); training goes on and the newest checkpoint is still "
-                      f"{self.last_checkpoint or 'none'}. Free space under {self.run_dir} (or set runner.output_dir)")
+            why = f"{err.strerror}: {err.filename}" if isinstance(err, OSError) and err.strerror else str(err)
+            root = ckpt.checkpoints_root(self.run_dir)
+            if root.is_dir():
+                why += f"; {shutil.disk_usage(root).free / 2**20:.1f} MiB free under {root}"
+            self.note(f"warning: the checkpoint of step {self.global_step} was not written ({why}); training goes "
+                      f"on and the newest checkpoint is still {self.last_checkpoint or 'none'}. Free space under "
+                      f"{self.run_dir} (or set runner.output_dir)")
             return None
         finally:
             self.stage = previous

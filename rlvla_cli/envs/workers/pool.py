@@ -43,7 +43,7 @@ from rlvla_cli.envs.base import ChunkStepResult, Obs, ObsSpec
 from rlvla_cli.envs.episode import EPISODE_METRICS
 from rlvla_cli.envs.workers.channels import ShmTensorBlock, cat_obs, read_obs, step_layout
 from rlvla_cli.envs.workers.messages import Attach, Close, Done, Failed, FromWorker, Reset, Spec, Step, ToWorker
-from rlvla_cli.envs.workers.watchdog import DeathCallback, Watchdog, exit_reason
+from rlvla_cli.envs.workers.watchdog import DeathCallback, Watchdog, exit_reason, reap
 from rlvla_cli.envs.workers.worker import env_worker_main
 from rlvla_cli.errors import UserError, WorkerDied, WorkerError
 
@@ -233,8 +233,8 @@ class EnvWorkerPool:
 
     @staticmethod
     def _dead(worker: int, proc) -> WorkerDied:
-        proc.join(timeout=1.0)
-        return WorkerDied(worker, proc.pid, proc.exitcode, f"died ({exit_reason(proc.exitcode)})")
+        code = reap(proc)
+        return WorkerDied(worker, proc.pid, code, f"died ({exit_reason(code)})")
 
     def _send(self, worker: int, message: ToWorker) -> None:
         """Send a control message; a worker that died meanwhile surfaces as WorkerDied, not a broken pipe."""

@@ -18,6 +18,16 @@ from multiprocessing.connection import wait
 DeathCallback = Callable[[int, int | None, str], None]
 
 
+def reap(proc, timeout_s: float = 2.0) -> int | None:
+    """Join ``proc`` until its exit code is known (two threads reaping one process race: the loser's join
+    returns with the code still unset until the winner stores it)."""
+    deadline = time.monotonic() + timeout_s
+    proc.join(timeout=0.05)
+    while proc.exitcode is None and time.monotonic() < deadline:
+        proc.join(timeout=0.05)
+    return proc.exitcode
+
+
 def exit_reason(exitcode: int | None) -> str:
     """How a process ended, in words: ``killed by SIGKILL`` for a negative exit code, else ``exit code N``."""
     if exitcode is None:
@@ -64,10 +74,10 @@ class Watchdog:
                     if replaced or worker in self.seen or self._stop.is_set():
                         continue
                     self.seen[worker] = time.monotonic()
-                proc.join(timeout=0.5)
+                code = reap(proc)
                 if self.on_death is not None:
                     try:
-                        self.on_death(worker, proc.pid, exit_reason(proc.exitcode))
+                        self.on_death(worker, proc.pid, exit_reason(code))
                     except Exception:  # noqa: BLE001 - a failing report must not stop the watching
                         pass
 
