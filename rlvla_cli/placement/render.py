@@ -65,6 +65,13 @@ def summary_lines(plan: Plan) -> list[str]:
     ]
     for name, decision in plan.offload.items():
         lines.append(f"{name} offload: {decision.describe()}")
+    if pl.num_nodes > 1:
+        for node in range(pl.num_nodes):
+            gpus = [g for g in plan.gpus if g.node == node]
+            roles = [c for c in ("actor", "env", "rollout") if any(p.node == node for p in pl.components[c].processes)]
+            peak = max(gpus, key=lambda g: g.peak, default=None)
+            memory = f", peak {format_bytes(peak.peak)} on GPU {peak.local_gpu}" if peak else ""
+            lines.append(f"node {node}: {', '.join(roles) or 'idle'}{memory}")
     return lines
 
 

@@ -96,6 +96,7 @@ def test_plan_gpus_two_nodes_shows_each_node_and_refuses_env_without_rollout():
                   "cluster.component_placement={actor: 0-15, env: 0-15, rollout: 0-15}")
     assert proc.returncode == 0, proc.stdout + proc.stderr  # RLinf's 2 x 8 placement: every component everywhere
     assert "node 0 (global GPU ranks 0-7)" in proc.stdout and "node 1 (global GPU ranks 8-15)" in proc.stdout
+    assert "node 1: actor, env, rollout, peak" in proc.stdout  # the per-node summary line
     proc = _rlvla("plan-gpus", "--config", str(OFT), "--gpus", "8", *hosts,
                   "cluster.component_placement={actor: 0-15, env: 0-7, rollout: 8-15}")
     assert proc.returncode == 2
