@@ -142,3 +142,26 @@ def test_killed_node_driver_ends_the_run_on_every_node(tmp_path):
     time.sleep(1.0)
     assert _gone(tree)
     assert ckpt.resolve_resume_dir("auto", run) is not None  # the last completed update's checkpoint remains
+
+
+@pytest.mark.slow
+def test_dead_env_worker_on_node_1_checkpoints_and_stops(tmp_path):
+    """Node 1's driver survives its env worker's death and reports it; node 0 checkpoints with every node."""
+    run = tmp_path / "run"
+    proc = _start(tmp_path, _config(run, 2, steps=50, timeout=20.0))
+    _wait_for_steps(proc, run / "metrics.jsonl", 1)
+    tree = _tree(proc)
+    agent = next(p for p in psutil.Process(proc.pid).children()
+                 if p.cmdline()[p.cmdline().index("--node-rank") + 1] == "1")
+    driver = agent.children()[0]
+    worker = next(p for p in driver.children() if "spawn_main" in " ".join(p.cmdline()))
+    worker.kill()
+    out, err = proc.communicate(timeout=150)
+    assert proc.returncode != 0
+    text = " ".join(err.split())
+    assert "node 1: WorkerDied" in text, text[-3000:]
+    time.sleep(1.0)
+    assert _gone(tree)
+    steps = len((run / "metrics.jsonl").read_text().splitlines())
+    checkpoint = ckpt.resolve_resume_dir("auto", run)
+    assert checkpoint is not None and checkpoint.name == f"global_step_{steps}"  # written after the death

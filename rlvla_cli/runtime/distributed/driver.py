@@ -105,19 +105,18 @@ class NodeDriver:
     def _collect(self, global_step: int) -> None:
         """Run this node's rollout and send it to rank 0 (an ``aborted`` reply when a signal stopped it)."""
         self.actor_offloader.offload()
-        collected = None
+        collected, error = None, None
         if not self.stop.requested:
             try:
                 collected = self.node.collect(global_step)
-            except WorkerError:
-                if not self.stop.requested:
-                    raise
-                # env workers ended by the same signal (a terminal's Ctrl-C, a scheduler's SIGTERM to the job):
-                # report an aborted rollout so rank 0 can still checkpoint the last finished step with every node
+            except WorkerError as err:
+                # env workers ended by the same signal (a terminal's Ctrl-C, a scheduler's SIGTERM to the job), or
+                # one died: report it instead of dying, so rank 0 can still checkpoint with every node and stop
+                error = None if self.stop.requested else f"{type(err).__name__}: {err}"
         self.actor_offloader.reload()
         self.node.offloader.offload()
         extra = {"aborted": collected is None, "stop": self.stop.signal_name if self.stop.requested else None,
-                 "env_steps": 0}
+                 "env_steps": 0, "error": error}
         tensors = {}
         if collected is not None:
             batch, episodes, env_steps = collected

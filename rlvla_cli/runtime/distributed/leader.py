@@ -96,7 +96,7 @@ class MultiNodeRunner(Runner):
         """Every node's rollout epochs, merged in single-node env order; None when any node stopped."""
         self.group.command(Collect(self.global_step))
         own = self._own_collect()
-        parts, aborted = [], False
+        parts, aborted, errors = [], False, []
         if self.node is not None:
             aborted = own is None
             parts.append(own)
@@ -108,11 +108,15 @@ class MultiNodeRunner(Runner):
             if extra["stop"]:
                 self.stop.requested = True
                 self.stop.signal_name = self.stop.signal_name or f"{extra['stop']} on node {role.node}"
+            if extra.get("error"):
+                errors.append(f"node {role.node}: {extra['error']}")
             if extra["aborted"]:
                 aborted = True
                 continue
             episodes = {k[len(EPISODES):]: v for k, v in tensors.items() if k.startswith(EPISODES)}
             parts.append((batch_from_tensors(tensors, prefix="batch."), episodes, extra["env_steps"]))
+        if errors:  # every node is still serving: the runner's fault path can checkpoint with all of them
+            raise WorkerError("; ".join(errors))
         if aborted:
             return None
         blocks = self.cfg.env.train.rollout_epoch * self.cfg.rollout.pipeline_stage_num
