@@ -47,7 +47,7 @@ class Row:
     passed: bool = False
     exit_code: int | None = None
     detect_s: float | None = None  # fault -> the driver's report of it
-    exit_s: float | None = None  # fault -> the driver's exit
+    exit_s: float | None = None  # fault -> the faulted driver's exit (kill -9 of the driver: -> its children gone)
     lost: str = ""
     checks: dict[str, bool] = field(default_factory=dict)
     notes: str = ""
@@ -188,6 +188,12 @@ def complete(run_dir: Path) -> bool:
     return True
 
 
+def line_with(text: str, words: str) -> str:
+    """The last output line containing ``words`` (the message a row reports), or an empty string."""
+    found = [line.strip() for line in text.splitlines() if words in line]
+    return found[-1] if found else ""
+
+
 def error_paragraph(text: str) -> str:
     lines = text.splitlines()
     found = [i for i, line in enumerate(lines) if line.startswith("error:")]
@@ -221,6 +227,7 @@ def env_worker_kill9(root: Path) -> Row:
     row.checks["restarted"] = "restarted in" in text
     row.checks["all 4 steps"] = len(rows) == 4 and rows[-1].get("train/worker_restarts") == 1.0
     row.lost = "nothing (the rollout was collected again)" if row.checks["all 4 steps"] else "steps missing"
+    row.notes = line_with(text, "is restarted before the next rollout") + " / " + line_with(text, "restarted in")
     common_checks(row, train, text)
     return row
 
@@ -269,6 +276,7 @@ def _signal_row(root: Path, name: str, sig: signal.Signals, stage: str, expect_s
     row.checks["last update saved"] = bool(saved) and saved[-1] == step + expect_step_offset
     expected = step + expect_step_offset
     row.lost = "0 updates" if row.checks["last update saved"] else f"saved {saved}, expected {expected}"
+    row.notes = line_with(text, "run interrupted")
     common_checks(row, train, text)
     return row
 
@@ -297,10 +305,10 @@ def kill9_mid_save(root: Path) -> Row:
     row.checks["half-written one not listed"] = bool(staging)
     row.checks["no traceback"] = "Traceback" not in text
     row.checks["no process left"] = not train.leftovers()
+    row.exit_s = time.monotonic() - killed  # the env worker and the resource tracker follow the driver
     row.checks["no /dev/shm left"] = not train.shm_left()
     resumed = Train(run_dir, ["runner.max_epochs=3", "runner.save_interval=-1", "runner.resume_dir=auto"])
     code = resumed.finish()
-    row.exit_s = time.monotonic() - killed
     steps = [m["step"] for m in metrics(run_dir)]  # the resumed run appends its steps
     row.checks["resume exit 0 at step 3"] = code == 0 and checkpoints(run_dir)[-1] == 3
     row.checks["resumed from step 1"] = steps[-2:] == [2, 3] and steps.count(2) == 2  # step 2 trained again
@@ -321,7 +329,6 @@ def corrupt_checkpoint(root: Path) -> Row:
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
-    started = time.monotonic()
     auto = Train(run_dir, ["runner.max_epochs=3", "runner.save_interval=-1", "runner.resume_dir=auto"])
     code = auto.finish()
     text = auto.text()
@@ -329,14 +336,13 @@ def corrupt_checkpoint(root: Path) -> Row:
     row.checks["auto: exit 0, finished at 3"] = code == 0 and checkpoints(run_dir)[-1] == 3
     explicit = Train(run_dir, ["runner.max_epochs=3", f"runner.resume_dir={newest}"])
     row.exit_code = explicit.finish()
-    row.exit_s = time.monotonic() - started
     message = error_paragraph(explicit.text())
     row.checks["explicit: exit 2 naming the file"] = row.exit_code == 2 and str(target) in message
     row.checks["no traceback"] = "Traceback" not in text + explicit.text()
     row.checks["no process left"] = not auto.leftovers() and not explicit.leftovers()
     row.checks["no /dev/shm left"] = not auto.shm_left() and not explicit.shm_left()
     row.lost = "one step (resumed from the previous checkpoint)"
-    row.notes = message[:400]
+    row.notes = line_with(text, "warning:")[:400] + " / " + message[:400]
     row.passed = all(row.checks.values())
     return row
 
@@ -359,7 +365,9 @@ def full_disk(root: Path) -> Row:
         row.checks["warned"] = "was not written (" in text and "MiB free under" in text
         row.checks["no staging left"] = not [p for p in mount.iterdir() if ".tmp-" in p.name]
         row.checks["a checkpoint kept"] = bool(checkpoints(run_dir))
-        row.lost = f"the saves that did not fit; newest checkpoint: step {checkpoints(run_dir)[-1:]}"
+        kept = checkpoints(run_dir)
+        row.lost = f"the saves that did not fit (newest checkpoint: step {kept[-1] if kept else None})"
+        row.notes = line_with(text, "was not written")[:400]
         common_checks(row, train, text)
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
@@ -397,11 +405,14 @@ def soak(root: Path, steps: int, every_s: float = 5.0) -> dict:
         try:
             family = [psutil.Process(train.proc.pid), *psutil.Process(train.proc.pid).children(recursive=True)]
             rss = sum(p.memory_info().rss for p in family) / 2**20
-        except psutil.NoSuchProcess:
+            mapped = set()
+            for proc in family:  # this run's segments only (other runs on the machine have their own)
+                mapped |= set(SHM.findall(Path(f"/proc/{proc.pid}/maps").read_text()))
+        except (psutil.NoSuchProcess, OSError):
             break
-        shm = sum(f.stat().st_size for f in Path("/dev/shm").glob("rlvla_*")) / 2**20
+        shm = sum(Path("/dev/shm", name).stat().st_size for name in mapped if Path("/dev/shm", name).exists()) / 2**20
         samples.append({"t": round(time.monotonic() - train.started, 1), "steps": len(metrics(train.run_dir)),
-                        "rss_mib": round(rss, 1), "shm_mib": round(shm, 2)})
+                        "rss_mib": round(rss, 1), "shm_mib": round(shm, 3), "shm_segments": len(mapped)})
         time.sleep(every_s)
     code = train.finish()
     warm = [s for s in samples if s["steps"] >= min(10, steps // 10)]

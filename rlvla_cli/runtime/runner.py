@@ -145,7 +145,9 @@ class Runner:
     def note(self, message: str) -> None:
         """A line for the user (restarts, fallbacks, failed saves): above the progress bar, else on stderr."""
         if self.tracker is not None and self.console:
-            self.tracker.print(message)
+            from rich.markup import escape
+
+            self.tracker.print(escape(message))  # torch's messages hold `[...]`, which rich would eat as markup
         else:
             print(message, file=sys.stderr, flush=True)
 
@@ -284,9 +286,9 @@ class Runner:
                     "raise runner.max_worker_restarts to tolerate more") from err
         started = time.monotonic()
         restarted = self.pool.restart_dead()
-        self.note(f"env worker(s) {', '.join(map(str, restarted))} restarted in {time.monotonic() - started:.1f} s "
-                  f"(restart {self.restarts.total}; {err.worker} {err.why}); the rollout of step "
-                  f"{self.global_step + 1} is collected again")
+        self.note(f"env worker {', '.join(map(str, restarted))} restarted in {time.monotonic() - started:.1f} s "
+                  f"(worker {err.worker} {err.why}; restart {self.restarts.total}, at most {limit} within {window} "
+                  f"steps); the rollout of step {self.global_step + 1} is collected again")
 
     def train_step(self) -> dict[str, float] | None:
         """One step: sync -> rollouts -> advantages -> update -> log; returns its metrics (``time/*`` included),
