@@ -107,22 +107,24 @@ class Experiment:
         if a.rl_epochs:
             rl.append(f"runner.max_epochs={a.rl_epochs}")
         config = {kind: f"configs/builtin_{kind}_{model}.yaml" for kind in ("sft", "ppo", "grpo")}
+        checkpoints = {"base": sft_policy, "ppo": out / model / "ppo", "grpo": out / model / "grpo"}
+        evals = {label: (f"eval_{label}_{model}", self.rlvla(
+            "eval", "--config", config["grpo" if label == "grpo" else "ppo"], "--checkpoint", str(checkpoint),
+            "--episodes", str(a.eval_episodes), "--out", str(out / model / "eval" / label), *common), False)
+            for label, checkpoint in checkpoints.items()}
         steps = [
             (f"sft_{model}", self.rlvla("sft", "--config", config["sft"], f"runner.output_dir={out / model / 'sft'}",
                                         "sft.eval_episodes=0", *common), False),
+            evals["base"],  # the base's numbers exist as soon as SFT does
             (f"ppo_{model}", self.rlvla("train", "--config", config["ppo"], f"runner.output_dir={out / model / 'ppo'}",
                                         *rl), True),
+            evals["ppo"],
             (f"grpo_{model}", self.rlvla("train", "--config", config["grpo"],
                                          f"runner.output_dir={out / model / 'grpo'}", *rl), True),
+            evals["grpo"],
         ]
         for name, command, resumable in steps:
             if not self.stage(name, command, resumable):
-                return False
-        for label, checkpoint, cfg in (("base", sft_policy, config["ppo"]), ("ppo", out / model / "ppo", config["ppo"]),
-                                       ("grpo", out / model / "grpo", config["grpo"])):
-            command = self.rlvla("eval", "--config", cfg, "--checkpoint", str(checkpoint), "--episodes",
-                                 str(a.eval_episodes), "--out", str(out / model / "eval" / label), *common)
-            if not self.stage(f"eval_{label}_{model}", command):
                 return False
         return True
 

@@ -30,7 +30,7 @@ class SmallModelConfig(ModelConfigBase):
     """A small CNN + bag-of-words policy with a Gaussian action head (built-in task, tests, CPU runs)."""
 
     model_type: Literal["small"] = Field("small", description="Architecture discriminator.")
-    size: Size = Field("small", description="Size preset: tiny | small | full (widths of the CNN and MLPs).")
+    size: Size = Field("small", description="Size preset: tiny | mini | small | full (widths of the CNN and MLPs).")
     precision: Precision = Field("fp32", description="Parameter / compute dtype (fp32 recommended on the CPU).")
     image_size: int = Field(64, ge=8, description="Square input image size the encoder resizes to.")
     use_image: bool = Field(

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from rlvla_cli.config.base import StrictModel
 
-Size = Literal["tiny", "small", "full"]
+Size = Literal["tiny", "mini", "small", "full"]
 Precision = Literal["fp32", "bf16", "fp16"]
 ValueType = Literal["chunk_level", "action_level"]
 
@@ -23,8 +23,9 @@ class ModelConfigBase(StrictModel):
     model_type: str = Field(description="Architecture: small | openvla | openvla_oft | openpi.")
     size: Size = Field(
         "full",
-        description="Size preset: `tiny` (CPU tests, seconds), `small` (one small GPU), `full` (the published "
-        "model's real dimensions). Ignored for the dimensions a checkpoint in `model_path` defines.",
+        description="Size preset: `tiny` (CPU tests, seconds), `mini` (trains on 2 CPU cores), `small` (one "
+        "small GPU), `full` (the published model's real dimensions). Ignored for the dimensions a checkpoint in "
+        "`model_path` defines.",
     )
     model_path: str | None = Field(
         None,

@@ -1,9 +1,9 @@
-"""Size presets (tiny / small / full) for every architecture this package builds.
+"""Size presets (tiny / mini / small / full) for every architecture this package builds.
 
 ``full`` is the published model's real size: OpenVLA / OpenVLA-OFT are DINOv2 ViT-L/14 (with 4 registers) +
 SigLIP So400m/14 at 224 px, a fused GELU MLP projector and Llama-2-7B (vocabulary 32000 padded to 32064), about
-7.5 B parameters. ``tiny`` runs a CPU test in seconds; ``small`` fits a small GPU. A checkpoint in
-``model_path`` overrides these dimensions with its own config.json.
+7.5 B parameters. ``tiny`` runs a CPU test in seconds; ``mini`` trains on 2 CPU cores; ``small`` fits a small
+GPU. A checkpoint in ``model_path`` overrides these dimensions with its own config.json.
 """
 
 from __future__ import annotations
@@ -79,10 +79,18 @@ OPENVLA_PRESETS: dict[str, OpenVLADims] = {
         ViTDims(48, 3, 2, 96, attn_pool=True),
         LlamaDims(64, 128, 2, 4, 2, base_vocab_size=1024, vocab_size=1088, max_position_embeddings=1024),
     ),
+    # CPU training (docs/results.md): ~2 M parameters; 4 Llama layers, because OFT's action slots enter as
+    # identical zero embeddings and only differ once RoPE-rotated queries attend differently (layer 2 on)
+    "mini": OpenVLADims(
+        ViTDims(64, 4, 4, 256, class_token=True, reg_tokens=4, layer_scale=True),
+        ViTDims(64, 4, 4, 256, attn_pool=True),
+        LlamaDims(128, 512, 4, 4, 4, base_vocab_size=1024, vocab_size=1088, max_position_embeddings=1024),
+    ),
 }
 
 SMALL_PRESETS: dict[str, SmallDims] = {
     "tiny": SmallDims(channels=(8, 16), hidden_dim=64, text_dim=16, value_hidden_dim=64),
+    "mini": SmallDims(channels=(16, 32), hidden_dim=96, text_dim=24, value_hidden_dim=96),
     "small": SmallDims(channels=(16, 32), hidden_dim=128, text_dim=32, value_hidden_dim=128),
     "full": SmallDims(channels=(32, 64), hidden_dim=256, text_dim=64, value_hidden_dim=256),
 }

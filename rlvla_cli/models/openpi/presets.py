@@ -15,7 +15,7 @@ from transformers import GemmaConfig, PaliGemmaConfig
 
 from rlvla_cli.errors import ConfigError
 
-SizeName = Literal["tiny", "small", "full"]
+SizeName = Literal["tiny", "mini", "small", "full"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,14 @@ PRESETS: dict[str, OpenPIDims] = {
         vision=VisionDims(32, 64, 2, 2, 8, 32),
         vlm=GemmaDims(width=64, mlp_dim=128, depth=2, num_heads=2, num_kv_heads=1, head_dim=16),
         expert=GemmaDims(width=32, mlp_dim=64, depth=2, num_heads=2, num_kv_heads=1, head_dim=16),
+        vocab_size=320,
+    ),
+    # CPU training (docs/results.md): ~3 M parameters, the built-in tokenizer; deep enough that the prefix
+    # carries the object's position to the expert (tiny's 2 layers fit the demos' mean action only)
+    "mini": OpenPIDims(
+        vision=VisionDims(64, 256, 4, 4, 8, 32),
+        vlm=GemmaDims(width=128, mlp_dim=512, depth=4, num_heads=4, num_kv_heads=1, head_dim=32),
+        expert=GemmaDims(width=64, mlp_dim=256, depth=4, num_heads=4, num_kv_heads=1, head_dim=32),
         vocab_size=320,
     ),
 }
