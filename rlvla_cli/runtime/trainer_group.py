@@ -170,17 +170,20 @@ def _serve_command(trainer: Trainer, command: Command, rank: int) -> None:
     if isinstance(command, Train):
         with comm_errors(f"trainer rank {rank} receiving its batch shard"):
             tensors, _ = recv_tensors(src=0)
-        metrics = trainer.train(batch_from_tensors(tensors), command.global_step)
+        with comm_errors(f"trainer rank {rank}'s update (gradient all-reduce)", only_comm=True):
+            metrics = trainer.train(batch_from_tensors(tensors), command.global_step)
         with comm_errors(f"trainer rank {rank} sending its metrics"):
             dist.gather_object(metrics, None, dst=0)
     elif isinstance(command, Save):
-        trainer.save(Path(command.directory))
-        ckpt.save_rng(Path(command.directory), f"rank_{rank}")
-        dist.barrier()
+        with comm_errors(f"trainer rank {rank} saving the checkpoint", only_comm=True):
+            trainer.save(Path(command.directory))
+            ckpt.save_rng(Path(command.directory), f"rank_{rank}")
+            dist.barrier()
     elif isinstance(command, Load):
-        trainer.load(Path(command.directory))
-        ckpt.load_rng(Path(command.directory), f"rank_{rank}")
-        dist.barrier()
+        with comm_errors(f"trainer rank {rank} loading the checkpoint", only_comm=True):
+            trainer.load(Path(command.directory))
+            ckpt.load_rng(Path(command.directory), f"rank_{rank}")
+            dist.barrier()
     else:
         raise ValueError(f"unknown trainer command {command!r}")
 
@@ -256,14 +259,19 @@ class TrainerGroup:
     _command = command
 
     @contextlib.contextmanager
-    def comm(self, what: str) -> Iterator[None]:
-        """``comm_errors(what)`` that also marks the group broken when the transfer fails."""
+    def comm(self, what: str, only_comm: bool = False) -> Iterator[None]:
+        """``comm_errors(what, only_comm)`` that also marks the group broken when the transfer fails."""
         try:
-            with comm_errors(what):
+            with comm_errors(what, only_comm):
                 yield
         except WorkerError:
             self.broken = True
             raise
+
+    def _peers(self, what: str):
+        """Around work that computes and talks to the other ranks: a failed collective becomes a WorkerError (and
+        marks the group broken); compute errors (out of memory, a full disk) pass unchanged."""
+        return self.comm(what, only_comm=True) if self.world > 1 else contextlib.nullcontext()
 
     def train(self, batch: RolloutBatch, global_step: int) -> dict[str, float]:
         """One training step over all ranks (shards sent as tensors); metrics averaged over ranks."""
@@ -274,7 +282,8 @@ class TrainerGroup:
         for rank in range(1, self.world):
             with self.comm(f"sending the batch shard of trainer rank {rank}"):
                 send_tensors(batch_to_tensors(shards[rank]), dst=rank)
-        metrics = self.trainer.train(shards[0], global_step)
+        with self._peers("the update of trainer rank 0 (gradient all-reduce)"):
+            metrics = self.trainer.train(shards[0], global_step)
         gathered: list = [None] * self.world
         with self.comm("gathering the trainer ranks' metrics"):
             dist.gather_object(metrics, gathered, dst=0)
@@ -284,7 +293,8 @@ class TrainerGroup:
         """Every rank's engine state and RNG into ``staging`` (rank 0's RNG from ``rank0_rng`` when given: the
         snapshot taken at the end of the last finished step)."""
         self._command(Save(str(staging)))
-        self.trainer.save(staging)
+        with self._peers("saving the checkpoint on trainer rank 0"):
+            self.trainer.save(staging)
         (staging / "rng").mkdir(parents=True, exist_ok=True)
         if rank0_rng is None:
             ckpt.save_rng(staging, "rank_0")
@@ -296,7 +306,8 @@ class TrainerGroup:
 
     def load(self, checkpoint: Path) -> None:
         self._command(Load(str(checkpoint)))
-        self.trainer.load(checkpoint)
+        with self._peers("loading the checkpoint on trainer rank 0"):
+            self.trainer.load(checkpoint)
         ckpt.load_rng(checkpoint, "rank_0")
         if self.world > 1:
             with self.comm("waiting for every rank to load the checkpoint"):

@@ -31,13 +31,30 @@ def comm_device() -> torch.device:
     return torch.device("cpu")
 
 
+_COMM_FAILURE = ("gloo", "nccl", "connection reset", "connection closed", "timed out", "timeout", "broken pipe")
+
+
+def is_comm_failure(err: BaseException) -> bool:
+    """Whether ``err`` (from code that computes and communicates, e.g. a DeepSpeed step or save) is a failed
+    collective rather than a compute error such as an out-of-memory."""
+    import torch.distributed as dist
+
+    if isinstance(err, getattr(dist, "DistError", ())):
+        return True
+    text = str(err).lower()
+    return isinstance(err, (RuntimeError, ConnectionError)) and any(word in text for word in _COMM_FAILURE)
+
+
 @contextlib.contextmanager
-def comm_errors(what: str) -> Iterator[None]:
+def comm_errors(what: str, only_comm: bool = False) -> Iterator[None]:
     """Turn a torch.distributed failure (a peer died: connection reset; or the collective timeout passed) into a
-    ``WorkerError`` that says ``what`` was being done, so the run stops instead of hanging or crashing opaquely."""
+    ``WorkerError`` that says ``what`` was being done, so the run stops instead of hanging or crashing opaquely.
+    only_comm: around work that also computes, convert only what :func:`is_comm_failure` recognises."""
     try:
         yield
     except (RuntimeError, ConnectionError) as err:  # DistBackendError / DistNetworkError subclass RuntimeError
+        if only_comm and not is_comm_failure(err):
+            raise
         detail = re.sub(r"^\[[^\]]*\]\s*", "", str(err).splitlines()[0] if str(err) else "")  # gloo's [file:line]
         detail = detail.split(". ")[0][:200]
         raise WorkerError(f"{what} failed: a node driver or trainer rank died or did not answer within "
