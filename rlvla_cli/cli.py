@@ -87,11 +87,14 @@ def collect_demos(
     action_noise: float = typer.Option(
         0.0, "--action-noise", help="builtin only: std of the noise on the expert's moves (imperfect demos)."
     ),
+    num_objects: int = typer.Option(
+        3, "--num-objects", help="builtin only: objects per scene (match env.*.init_params.num_objects)."
+    ),
 ) -> None:
     """Collect successful demonstrations (ManiSkill's motion planner, or the built-in task's scripted expert)."""
     from rlvla_cli.commands.collect_demos import run_collect_demos
 
-    run_collect_demos(env, num, out, workers, image_size, seed, action_noise)
+    run_collect_demos(env, num, out, workers, image_size, seed, action_noise, num_objects)
 
 
 @app.command()

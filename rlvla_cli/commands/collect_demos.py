@@ -8,7 +8,8 @@ from rlvla_cli.errors import UserError, ensure_output_dir
 
 
 def run_collect_demos(
-    env: str, num: int, out: Path, workers: int, image_size: int | None, seed: int, action_noise: float = 0.0
+    env: str, num: int, out: Path, workers: int, image_size: int | None, seed: int, action_noise: float = 0.0,
+    num_objects: int = 3,
 ) -> None:
     from rich.console import Console
 
@@ -19,8 +20,11 @@ def run_collect_demos(
     if action_noise < 0:
         raise UserError(f"{action_noise} is negative", key="--action-noise", fix="use 0 (clean) or a std like 0.3")
     if env == "builtin":
-        _collect_builtin(num, out, image_size or 64, seed, action_noise, Console())
+        _collect_builtin(num, out, image_size or 64, seed, action_noise, num_objects, Console())
         return
+    if num_objects != 3:
+        raise UserError("only the built-in task takes a number of objects", key="--num-objects",
+                        fix="drop --num-objects for ManiSkill (the task defines its objects)")
     if action_noise:
         raise UserError("only the built-in task's expert takes action noise", key="--action-noise",
                         fix="drop --action-noise for ManiSkill (its motion planner's demos are replayed as planned)")
@@ -31,14 +35,23 @@ def run_collect_demos(
     _collect_maniskill(env, num, out, workers, image_size or 128, seed, Console())
 
 
-def _collect_builtin(num: int, out: Path, image_size: int, seed: int, action_noise: float, console) -> None:
+def _collect_builtin(
+    num: int, out: Path, image_size: int, seed: int, action_noise: float, num_objects: int, console
+) -> None:
+    from rlvla_cli.config.env import BuiltinInitParams
     from rlvla_cli.demos.builtin_expert import BuiltinCollectSettings, collect_builtin
 
     if not 32 <= image_size <= 128:
         raise UserError(f"{image_size} is outside the built-in renderer's range", key="--image-size",
                         fix="use 32 to 128 pixels (64 by default)")
+    limits = BuiltinInitParams.model_fields["num_objects"].metadata
+    low = next((m.ge for m in limits if hasattr(m, "ge")), 1)
+    high = next((m.le for m in limits if hasattr(m, "le")), num_objects)
+    if not low <= num_objects <= high:
+        raise UserError(f"{num_objects} objects is outside the built-in task's range", key="--num-objects",
+                        fix=f"use {low} to {high} (env.*.init_params.num_objects must match)")
     ensure_output_dir(out, "--out")
-    settings = BuiltinCollectSettings(num, out, image_size, seed, action_noise)
+    settings = BuiltinCollectSettings(num, out, image_size, seed, action_noise, num_objects=num_objects)
     meta = collect_builtin(settings)
     console.print(
         f"[green]{meta['num_episodes']} demonstrations[/] ({meta['num_transitions']} steps, expert success "

@@ -25,3 +25,7 @@ class SFTConfig(StrictModel):
         0, ge=0, description="Evaluate in `env.eval` every N optimizer steps (0: only after training)."
     )
     eval_episodes: int = Field(16, ge=0, description="Episodes per evaluation (0: no evaluation).")
+    save_interval: int = Field(
+        0, ge=0, description="Also save the policy every N optimizer steps as `sft_policy_step<N>` (0: only the "
+        "final `sft_policy`): with `eval_interval` it keeps the intermediate bases an RL study can start from."
+    )

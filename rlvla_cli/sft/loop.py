@@ -14,6 +14,7 @@ import torch
 
 from rlvla_cli.errors import ConfigError, ensure_output_dir
 from rlvla_cli.sft.data import DemoBatch, dataset_statistics, load_demos
+from rlvla_cli.sft.sensitivity import describe, input_sensitivity
 from rlvla_cli.sft.update import sft_update
 
 if TYPE_CHECKING:
@@ -84,10 +85,12 @@ def run_sft(cfg: RootConfig, device: str | None = None, log=print) -> SFTResult:
         history = _train(trainer, cfg, demos, batch_size, total, run_dir, log)
         policy_dir = run_dir / "sft_policy"
         trainer.module.save_pretrained(policy_dir)
+        sensitivity = input_sensitivity(trainer.module, demos, micro_batch_size=cfg.actor.micro_batch_size)
+        log(describe(sensitivity))
     finally:
         shutdown_distributed()
     summary = {"steps": total, "demo_steps": len(demos), "unnorm_key": unnorm_key, "policy_dir": str(policy_dir),
-               "history": history}
+               "input_sensitivity": sensitivity, "history": history}
     (run_dir / "sft_summary.json").write_text(json.dumps(summary, indent=2))
     return SFTResult(run_dir, policy_dir, total, history)
 
@@ -107,6 +110,8 @@ def _train(trainer, cfg, demos: DemoBatch, batch_size: int, total: int, run_dir:
             if interval and step % interval == 0 and step < total:
                 record.update(_evaluate(trainer.module, cfg, cfg.sft.eval_episodes, None))
             history.append(record)
+            if cfg.sft.save_interval and step % cfg.sft.save_interval == 0 and step < total:
+                trainer.module.save_pretrained(run_dir / f"sft_policy_step{step}")
             if step == 1 or step % max(1, total // 20) == 0 or "eval/success_once" in record:
                 log(_line(record))
             if step >= total:

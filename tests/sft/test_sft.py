@@ -77,3 +77,12 @@ def test_missing_sft_section_is_a_config_error(tmp_path):
     cfg = load_config(None)
     with pytest.raises(ConfigError, match="sft"):
         run_sft(cfg, device="cpu")
+
+
+def test_save_interval_keeps_intermediate_policies(pickcube_demos, tmp_path):
+    out, _ = pickcube_demos
+    cfg = _cfg(out, tmp_path, "sft.num_epochs=20", "sft.max_steps=4", "sft.save_interval=2")
+    result = run_sft(cfg, device="cpu", log=lambda _: None)
+    assert (result.run_dir / "sft_policy_step2" / "config.json").exists()
+    assert not (result.run_dir / "sft_policy_step4").exists()  # the last step is the final sft_policy
+    assert (result.policy_dir / "config.json").exists()
