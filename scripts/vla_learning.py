@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 MODELS = ("openvla_oft", "pi0_flow_noise", "pi0_flow_sde", "openvla")
+# Models whose SFT is another's: flow-noise and flow-SDE differ only in how RL samples, so pi0's SFT base is
+# trained once and both RL variants start from it (the same base row, as in RLinf's tables).
+SHARED_SFT = {"pi0_flow_sde": "pi0_flow_noise"}
 LABELS = {"openvla_oft": "OpenVLA-OFT", "pi0_flow_noise": "pi0 flow-noise", "pi0_flow_sde": "pi0 flow-SDE",
           "openvla": "OpenVLA"}
 
@@ -36,8 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/vla_learning"), help="Experiment dir (resumable).")
     parser.add_argument("--models", nargs="+", default=["openvla_oft"], choices=MODELS, help="Models, in order.")
-    parser.add_argument("--demos", type=int, default=200, help="Expert demos (few for a tiny VLA: mediocre base).")
-    parser.add_argument("--action-noise", type=float, default=0.5, help="Expert action noise (imperfect demos).")
+    parser.add_argument("--demos", type=int, default=1000, help="Expert demos (the SFT presets' epochs assume 1000).")
+    parser.add_argument("--action-noise", type=float, default=0.1, help="Expert action noise (imperfect demos).")
     parser.add_argument("--rl-epochs", type=int, default=None, help="RL steps (default: the config's).")
     parser.add_argument("--eval-episodes", type=int, default=128, help="Episodes per eval set and policy.")
     parser.add_argument("--time-budget-s", type=float, default=540.0, help="Stop (resumably) after this long.")
@@ -101,7 +104,8 @@ class Experiment:
 
     def model(self, model: str) -> bool:
         a, out = self.args, self.out
-        sft_policy = out / model / "sft" / "sft_policy"
+        sft_owner = SHARED_SFT.get(model) if SHARED_SFT.get(model) in a.models else model
+        sft_policy = out / sft_owner / "sft" / "sft_policy"
         common = [f"sft.dataset_path={out / 'demos'}", *a.extra]
         rl = [f"actor.model.model_path={sft_policy}", "runner.resume_dir=auto", *common]
         if a.rl_epochs:
@@ -113,8 +117,9 @@ class Experiment:
             "--episodes", str(a.eval_episodes), "--out", str(out / model / "eval" / label), *common), False)
             for label, checkpoint in checkpoints.items()}
         steps = [
-            (f"sft_{model}", self.rlvla("sft", "--config", config["sft"], f"runner.output_dir={out / model / 'sft'}",
-                                        "sft.eval_episodes=0", *common), False),
+            (f"sft_{sft_owner}", self.rlvla("sft", "--config", config["sft"],
+                                            f"runner.output_dir={out / sft_owner / 'sft'}", "sft.eval_episodes=0",
+                                            *common), False),
             evals["base"],  # the base's numbers exist as soon as SFT does
             (f"ppo_{model}", self.rlvla("train", "--config", config["ppo"], f"runner.output_dir={out / model / 'ppo'}",
                                         *rl), True),
@@ -168,7 +173,10 @@ def model_section(out: Path, model: str, results_dir: Path) -> tuple[str, str]:
     row = (f"| {LABELS[model]} | {_cell(reports['base']['eval'])} | {_cell(reports['ppo']['eval'])} | "
            f"{_cell(reports['grpo']['eval'])} | {_cell(reports['base']['ood'])} | {_cell(reports['ppo']['ood'])} | "
            f"{_cell(reports['grpo']['ood'])} |")
-    lines = [f"**{LABELS[model]}**: demos {spent.get('collect', 0):.0f} s, SFT {spent[f'sft_{model}']:.0f} s"]
+    owner = SHARED_SFT.get(model, model)
+    sft = spent.get(f"sft_{owner}", spent.get(f"sft_{model}", 0.0))
+    shared = f" (the {LABELS[owner]} base)" if f"sft_{owner}" in spent and owner != model else ""
+    lines = [f"**{LABELS[model]}**: demos {spent.get('collect', 0):.0f} s, SFT {sft:.0f} s{shared}"]
     for algo in ("ppo", "grpo"):
         rl_steps, env_steps = _rl_progress(out / model / algo)
         lines.append(f"{algo.upper()} {spent[f'{algo}_{model}']:.0f} s for {rl_steps} RL steps ({env_steps} env steps)")
