@@ -113,7 +113,7 @@ def _run_pair(action: str, results: int = 1) -> list:
     queue = mp.get_context("spawn").Queue()
     procs = [spawn_process(_peer, (rank, port, queue, action), name=f"peer{rank}") for rank in (0, 1)]
     try:
-        return [queue.get(timeout=120) for _ in range(results)]
+        return [queue.get(timeout=600) for _ in range(results)]  # generous: a loaded 2-core machine imports slowly
     finally:
         stop_processes(procs, timeout_s=10)
 
