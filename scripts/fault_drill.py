@@ -56,12 +56,13 @@ class Row:
 class Train:
     """One `rlvla train` process: output lines with timestamps, descendants and mapped segments sampled."""
 
-    def __init__(self, run_dir: Path, overrides: list[str], env: dict[str, str] | None = None):
+    def __init__(self, run_dir: Path, overrides: list[str], env: dict[str, str] | None = None, fast: bool = True):
         self.run_dir = run_dir
         self.lines: list[tuple[float, str]] = []
         self.pids: set[int] = set()
         self.segments: set[str] = set()
-        command = [sys.executable, "-m", "rlvla_cli", "train", f"runner.output_dir={run_dir}", *FAST, *overrides]
+        command = [sys.executable, "-m", "rlvla_cli", "train", f"runner.output_dir={run_dir}",
+                   *(FAST if fast else []), *overrides]
         child_env = {**os.environ, "COLUMNS": "400", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env=child_env, start_new_session=True)
@@ -116,6 +117,16 @@ class Train:
             for child in psutil.Process(self.proc.pid).children():
                 cmd = " ".join(child.cmdline())
                 if "spawn_main" in cmd and "resource_tracker" not in cmd:
+                    return child.pid
+        except psutil.NoSuchProcess:
+            return None
+        return None
+
+    def resource_tracker(self) -> int | None:
+        """Pid of multiprocessing's resource tracker (it unlinks the driver's segments if the driver is killed)."""
+        try:
+            for child in psutil.Process(self.proc.pid).children():
+                if "resource_tracker" in " ".join(child.cmdline()):
                     return child.pid
         except psutil.NoSuchProcess:
             return None
@@ -228,6 +239,26 @@ def env_worker_kill9(root: Path) -> Row:
     row.checks["all 4 steps"] = len(rows) == 4 and rows[-1].get("train/worker_restarts") == 1.0
     row.lost = "nothing (the rollout was collected again)" if row.checks["all 4 steps"] else "steps missing"
     row.notes = line_with(text, "is restarted before the next rollout") + " / " + line_with(text, "restarted in")
+    common_checks(row, train, text)
+    return row
+
+
+def resource_tracker_kill9(root: Path) -> Row:
+    row = Row("resource_tracker_kill9", "kill -9 of multiprocessing's resource tracker after step 1",
+              "run finishes (exit 0); the driver still unlinks its segments")
+    train = Train(root / row.name, ["runner.max_epochs=3", "runner.save_interval=-1"])
+    train.wait_steps(1)
+    pid = train.resource_tracker()
+    if pid is None:
+        row.notes = "not run: no resource tracker process found"
+        return row
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    row.exit_code = train.finish()
+    row.exit_s = time.monotonic() - killed
+    text = train.text()
+    row.checks["exit 0, all 3 steps"] = row.exit_code == 0 and len(metrics(train.run_dir)) == 3
+    row.lost = "nothing"
     common_checks(row, train, text)
     return row
 
@@ -393,8 +424,9 @@ def nan_injection(root: Path) -> Row:
     return row
 
 
-ROWS = {f.__name__: f for f in (env_worker_kill9, env_worker_beyond_restarts, sigterm_mid_rollout,
-                                sigint_mid_update, kill9_mid_save, corrupt_checkpoint, full_disk, nan_injection)}
+ROWS = {f.__name__: f for f in (env_worker_kill9, env_worker_beyond_restarts, resource_tracker_kill9,
+                                sigterm_mid_rollout, sigint_mid_update, kill9_mid_save, corrupt_checkpoint, full_disk,
+                                nan_injection)}
 
 
 def soak(root: Path, steps: int, every_s: float = 5.0) -> dict:
@@ -427,6 +459,25 @@ def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+def compare_eval(root: Path, steps: int, kill_at: int) -> dict:
+    """The quickstart (unshrunk) for ``steps`` steps twice: undisturbed, and with its env worker killed after step
+    ``kill_at``; the final ``eval/success_once`` of each (32 fixed eval episodes: ~0.07 standard error at 0.8)."""
+    out = {"steps": steps, "kill_at": kill_at}
+    for name in ("undisturbed", "disturbed"):
+        train = Train(root / f"eval_{name}", [f"runner.max_epochs={steps}", f"runner.val_check_interval={steps}",
+                                              "runner.save_interval=-1"], fast=False)
+        if name == "disturbed":
+            train.wait_steps(kill_at, timeout=3600)
+            os.kill(train.env_worker(), signal.SIGKILL)
+        code = train.finish(timeout=7200)
+        rows = metrics(train.run_dir)
+        final = [r["eval/success_once"] for r in rows if "eval/success_once" in r]
+        out[name] = {"exit_code": code, "eval_success_once": final[-1] if final else None,
+                     "worker_restarts": rows[-1].get("train/worker_restarts") if rows else None,
+                     "no_process_left": not train.leftovers(), "no_shm_left": not train.shm_left()}
+    return out
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| fault | expected | result | exit | detect s | exit s | lost |", "|" + " --- |" * 7]
     for row in rows:
@@ -443,9 +494,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("fault_drill.json"), help="where to write the results")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--soak", type=int, default=0, help="run a soak of this many quickstart steps instead")
+    parser.add_argument("--compare-eval", type=int, default=0, metavar="STEPS",
+                        help="instead: the quickstart for STEPS steps undisturbed and with its env worker killed at "
+                             "a third of them; compare the final evaluations")
     args = parser.parse_args(argv)
     root = args.dir or Path(tempfile.mkdtemp(prefix="rlvla_drill_"))
     root.mkdir(parents=True, exist_ok=True)
+    if args.compare_eval:
+        result = compare_eval(root, args.compare_eval, max(1, args.compare_eval // 3))
+        args.json.write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        return 0 if all(result[k]["exit_code"] == 0 for k in ("undisturbed", "disturbed")) else 1
     if args.soak:
         result = soak(root, args.soak)
         args.json.write_text(json.dumps(result, indent=2))

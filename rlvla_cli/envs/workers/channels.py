@@ -21,9 +21,11 @@ The step layout of one env group of B envs (``step_layout``):
 
 from __future__ import annotations
 
+import _posixshmem
 import math
 import uuid
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,6 +57,7 @@ class ShmTensorBlock:
         if create:
             name = name or f"{SHM_PREFIX}{uuid.uuid4().hex[:16]}"
             self.shm = shared_memory.SharedMemory(name=name, create=True, size=max(total, 1))
+            self._tracker_pid = _tracker_pid()
         else:
             # Spawned workers share the creator's resource tracker (a set of names), so attaching adds nothing
             # to clean up; the creator's unlink is the one that counts.
@@ -90,10 +93,29 @@ class ShmTensorBlock:
             pass
         if self.owner:
             try:
-                self.shm.unlink()
+                if _tracker_alive(self._tracker_pid):
+                    self.shm.unlink()
+                else:  # the tracker was killed: a relaunched one never saw this name and would print a traceback
+                    _posixshmem.shm_unlink(self.shm._name)
             except FileNotFoundError:
                 pass
         self.shm = None
+
+
+def _tracker_pid() -> int | None:
+    """Pid of this process's multiprocessing resource tracker (it unlinks our segments if we are killed)."""
+    return getattr(resource_tracker._resource_tracker, "_pid", None)
+
+
+def _tracker_alive(pid: int | None) -> bool:
+    """Whether the resource tracker that registered a segment still runs (Linux: /proc state; else assume so)."""
+    if pid is None or pid != _tracker_pid():
+        return pid is None  # no tracker in use, or a relaunched one that does not know the segment
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return not Path("/proc/self").exists()  # no /proc: cannot tell
+    return state not in ("Z", "X")
 
 
 def obs_layout(spec: ObsSpec, batch: int, prefix: str) -> Layout:
