@@ -130,6 +130,10 @@ def test_killed_node_driver_ends_the_run_on_every_node(tmp_path):
     run = tmp_path / "run"
     proc = _start(tmp_path, _config(run, 2, steps=50, timeout=20.0, save_interval=1))
     _wait_for_steps(proc, run / "metrics.jsonl", 1)
+    deadline = time.monotonic() + 120
+    while ckpt.resolve_resume_dir("auto", run) is None:  # metrics are logged before the step's save completes
+        assert proc.poll() is None and time.monotonic() < deadline, "no complete checkpoint was written"
+        time.sleep(0.2)
     tree = _tree(proc)
     agent = next(p for p in psutil.Process(proc.pid).children()
                  if p.cmdline()[p.cmdline().index("--node-rank") + 1] == "1")
