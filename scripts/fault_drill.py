@@ -472,8 +472,9 @@ def compare_eval(root: Path, steps: int, kill_at: int) -> dict:
         code = train.finish(timeout=7200)
         rows = metrics(train.run_dir)
         final = [r["eval/success_once"] for r in rows if "eval/success_once" in r]
+        restarts = [r["train/worker_restarts"] for r in rows if "train/worker_restarts" in r]  # eval rows lack it
         out[name] = {"exit_code": code, "eval_success_once": final[-1] if final else None,
-                     "worker_restarts": rows[-1].get("train/worker_restarts") if rows else None,
+                     "worker_restarts": restarts[-1] if restarts else None,
                      "no_process_left": not train.leftovers(), "no_shm_left": not train.shm_left()}
     return out
 
