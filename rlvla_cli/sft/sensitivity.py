@@ -46,12 +46,14 @@ def with_shuffled(obs: dict, keys: tuple[str, ...], index: torch.Tensor) -> dict
 def input_sensitivity(
     policy: Any, demos: DemoBatch, samples: int = 256, seed: int = 0, micro_batch_size: int = 64
 ) -> dict[str, float]:
-    """{"loss": SFT loss on ``samples`` demo steps, and per input of ``INPUTS`` present: the relative rise of that
-    loss when the input is shuffled (0.0: the policy ignores it)}. Scores ``micro_batch_size`` samples at a time;
-    runs in eval mode and restores the mode."""
+    """{} for fewer than 2 demo steps; else {"loss": SFT loss on ``samples`` demo steps, and per input of
+    ``INPUTS`` present: the relative rise of that loss when the input is shuffled (0.0: the policy ignores
+    it)}. Scores ``micro_batch_size`` samples at a time; runs in eval mode and restores the mode."""
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(demos), generator=generator)[: min(samples, len(demos))]
     batch = demos.select(pick)
+    if len(batch) < 2:  # nothing to shuffle with: no verdict rather than a false "ignores its camera"
+        return {}
     obs = batch.observations()
     shuffle = derangement(len(batch), generator)
 
@@ -81,6 +83,8 @@ def input_sensitivity(
 
 def describe(sensitivity: dict[str, float]) -> str:
     """One line for the SFT log, with a warning when the camera does not matter."""
+    if not sensitivity:
+        return "input check skipped: fewer than 2 demonstration steps"
     parts = [f"{name} {100 * value:+.1f}%" for name, value in sensitivity.items() if name != "loss"]
     line = "loss rise with one input shuffled: " + ", ".join(parts)
     if sensitivity.get("image", 1.0) < 0.01:

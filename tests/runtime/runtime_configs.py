@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from rlvla_cli.config.loader import builtin_preset_path, load_config_dict
@@ -40,3 +41,15 @@ def small_config(run_dir: Path, placement: str = "collocated", steps: int = 2, o
 def write_config(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def live_children() -> set[int]:
+    """Live child processes, without multiprocessing's resource tracker (one per interpreter, by design)."""
+    out = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(proc.cmdline()):
+                out.add(proc.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return out

@@ -12,10 +12,9 @@ import signal
 import threading
 import time
 
-import psutil
 import pytest
 import torch
-from runtime_configs import small_config
+from runtime_configs import live_children, small_config
 from tiny_policy import TinyPolicy, tiny_factory
 
 from rlvla_cli.commands.train import hardware_placement
@@ -23,18 +22,6 @@ from rlvla_cli.envs.workers.channels import list_segments
 from rlvla_cli.errors import CheckpointError, RuntimeFault
 from rlvla_cli.rundir import checkpoint as ckpt
 from rlvla_cli.runtime.runner import Runner
-
-
-def _children() -> set[int]:
-    """Live child processes, without multiprocessing's resource tracker (one per interpreter, by design)."""
-    out = set()
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(proc.cmdline()):
-                out.add(proc.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return out
 
 
 def _runner(tmp_path, steps: int, *overrides: str, factory=tiny_factory) -> Runner:
@@ -66,7 +53,7 @@ def _metrics(tmp_path) -> list[dict]:
 
 
 def test_killed_env_worker_is_restarted_and_the_run_finishes(tmp_path, capsys):
-    before_children, before_segments = _children(), list_segments()
+    before_children, before_segments = live_children(), list_segments()
     runner = _runner(tmp_path, 4)
     killed: list = []
     _kill_worker_at(runner, [1], killed)
@@ -76,12 +63,12 @@ def test_killed_env_worker_is_restarted_and_the_run_finishes(tmp_path, capsys):
     assert restarts[0] == 0.0 and restarts[-1] == 1.0
     err = capsys.readouterr().err
     assert "env worker 0" in err and "killed by SIGKILL" in err and "restarted" in err
-    assert _children() <= before_children
+    assert live_children() <= before_children
     assert not list_segments() - before_segments
 
 
 def test_beyond_max_restarts_stops_with_the_last_update_saved(tmp_path):
-    before_children, before_segments = _children(), list_segments()
+    before_children, before_segments = live_children(), list_segments()
     runner = _runner(tmp_path, 50, "runner.max_worker_restarts=1")
     killed: list = []
     _kill_worker_at(runner, [1, 2], killed)
@@ -93,7 +80,7 @@ def test_beyond_max_restarts_stops_with_the_last_update_saved(tmp_path):
     step = runner.global_step
     assert step >= 2 and f"step {step}) is saved" in text
     assert ckpt.read_trainer_state(ckpt.list_checkpoints(tmp_path)[-1][1])["global_step"] == step
-    assert _children() <= before_children
+    assert live_children() <= before_children
     assert not list_segments() - before_segments
 
 

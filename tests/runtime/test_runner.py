@@ -8,9 +8,8 @@ import os
 import threading
 import time
 
-import psutil
 import pytest
-from runtime_configs import small_config
+from runtime_configs import live_children, small_config
 from tiny_policy import nan_factory, tiny_factory
 
 from rlvla_cli.commands.train import hardware_placement
@@ -28,24 +27,12 @@ DESIGN_METRICS = {
 }
 
 
-def _children() -> set[int]:
-    """Live child processes, without multiprocessing's resource tracker (one per interpreter, by design)."""
-    out = set()
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(proc.cmdline()):
-                out.add(proc.pid)
-        except psutil.NoSuchProcess:
-            continue
-    return out
-
-
 @pytest.mark.parametrize("mode", ["collocated", "disaggregated", "hybrid"])
 def test_placement_mode_runs_a_step(tmp_path, mode):
     cfg = small_config(tmp_path, mode, steps=1, overrides=("actor.optim.lr=2e-4", "actor.optim.value_lr=5e-3"))
     placement, offload = hardware_placement(cfg)
     assert placement.mode == mode and placement.cpu_mode
-    before = _children()
+    before = live_children()
     result = Runner(cfg, placement, offload, factory=tiny_factory, console=False).run()
     assert result.status == "finished" and result.global_step == 1
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
@@ -53,7 +40,7 @@ def test_placement_mode_runs_a_step(tmp_path, mode):
     assert record["train/actor/lr"] == 2e-4 and record["train/critic/lr"] == 5e-3  # constant schedule
     assert ckpt.read_trainer_state(result.checkpoint)["global_step"] == 1
     assert (result.checkpoint / "policy" / "model.safetensors").is_file()
-    assert _children() <= before
+    assert live_children() <= before
 
 
 def test_only_eval_evaluates_without_updating(tmp_path):
@@ -78,7 +65,7 @@ def test_nan_losses_skip_then_stop_with_checkpoint(tmp_path):
 def test_dead_env_worker_stops_cleanly(tmp_path):
     cfg = small_config(tmp_path, steps=1000, overrides=("runner.max_worker_restarts=0",))
     placement, offload = hardware_placement(cfg)
-    before_children, before_segments = _children(), list_segments()
+    before_children, before_segments = live_children(), list_segments()
     runner = Runner(cfg, placement, offload, factory=tiny_factory, console=False)
     killed_at: list[float] = []
 
@@ -92,5 +79,5 @@ def test_dead_env_worker_stops_cleanly(tmp_path):
     with pytest.raises(RuntimeFault, match="env worker 0"):
         runner.run()
     assert time.monotonic() - killed_at[0] < 10.0
-    assert _children() <= before_children
+    assert live_children() <= before_children
     assert list_segments() <= before_segments

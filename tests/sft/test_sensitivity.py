@@ -48,3 +48,8 @@ def test_flow_matching_loss_is_compared_on_the_same_noise(builtin_demos):
     first = input_sensitivity(policy, builtin_demos, samples=16, micro_batch_size=8)
     again = input_sensitivity(policy, builtin_demos, samples=16, micro_batch_size=8)
     assert first == again  # paired: the same draws every time, so the differences are the inputs' alone
+
+
+def test_a_single_step_gives_no_verdict(builtin_demos):
+    one = builtin_demos.select(torch.arange(1))
+    assert input_sensitivity(_small(), one) == {} and "skipped" in describe({})
