@@ -90,6 +90,24 @@ def build_optimizer(policy: torch.nn.Module, optim_cfg: OptimConfig, zero_stage:
                        eps=optim_cfg.eps, weight_decay=optim_cfg.weight_decay)
 
 
+def effective_zero_stage(ds_cfg: Any, dp_size: int) -> int:
+    """The ZeRO stage the engine runs: 0 on a single trainer rank unless CPU offload of the optimizer or the
+    parameters needs ZeRO. With one rank ZeRO partitions nothing (same memory), but stages 1-2 hook every
+    gradient into a bucket copy: about 90 us of host time per trainable tensor per micro-batch, ~0.8 s per
+    quickstart update of OpenVLA-OFT's ~860 LoRA tensors (docs/measurements/profile_step_h200_training.txt)."""
+    if dp_size == 1 and not (ds_cfg.offload_optimizer or ds_cfg.offload_param):
+        return 0
+    return int(ds_cfg.zero_stage)
+
+
+def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """The trainer's bf16 region. Its cast cache is off: autocast caches the bf16 copy of every fp32 leaf
+    parameter (LoRA adapters, heads) for the whole region and does not notice in-place updates, so an update of
+    several optimizer steps inside one region would run every step after the first with the weights of the
+    first forward (stale casts: wrong PPO ratios and gradients)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=False)
+
+
 def deepspeed_config(actor_cfg: ActorConfig, dp_size: int, on_gpu: bool) -> dict[str, Any]:
     """DeepSpeed config dict from ``actor`` (micro/global batch, optim.clip_grad, deepspeed.*).
 
@@ -97,6 +115,7 @@ def deepspeed_config(actor_cfg: ActorConfig, dp_size: int, on_gpu: bool) -> dict
     does not divide. DeepSpeed's own bf16 mode stays off: it would cast every parameter and buffer of the
     policy (value heads and input buffers included); ``deepspeed.bf16`` instead runs the forward under
     ``torch.autocast`` on GPUs (see Trainer), and the weights keep the dtype ``actor.model.precision`` gave them.
+    The ZeRO stage is ``effective_zero_stage``.
     """
     micro, global_batch = actor_cfg.micro_batch_size, actor_cfg.global_batch_size
     if global_batch % (micro * dp_size):
@@ -106,10 +125,11 @@ def deepspeed_config(actor_cfg: ActorConfig, dp_size: int, on_gpu: bool) -> dict
             fix=f"use a multiple of {micro * dp_size}",
         )
     ds = actor_cfg.deepspeed
-    zero: dict[str, Any] = {"stage": int(ds.zero_stage)}
-    if ds.offload_optimizer and ds.zero_stage > 0:
+    stage = effective_zero_stage(ds, dp_size)
+    zero: dict[str, Any] = {"stage": stage}
+    if ds.offload_optimizer and stage > 0:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
-    if ds.offload_param and ds.zero_stage == 3:
+    if ds.offload_param and stage == 3:
         zero["offload_param"] = {"device": "cpu", "pin_memory": on_gpu}
     return {
         "train_batch_size": global_batch,
@@ -117,7 +137,7 @@ def deepspeed_config(actor_cfg: ActorConfig, dp_size: int, on_gpu: bool) -> dict
         "gradient_accumulation_steps": global_batch // (micro * dp_size),
         "managed_gradient_accumulation": False,
         # ZeRO >= 1 clips (and detects inf/NaN) inside DeepSpeed; ZeRO 0 leaves both to FiniteAdamW.
-        "gradient_clipping": float(actor_cfg.optim.clip_grad) if ds.zero_stage > 0 else 0.0,
+        "gradient_clipping": float(actor_cfg.optim.clip_grad) if stage > 0 else 0.0,
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
@@ -141,7 +161,8 @@ class Trainer:
 
         self.actor_cfg, self.algo_cfg, self.device = actor_cfg, algo_cfg, torch.device(device)
         self.dp_size, self.total_optimizer_steps = dp_size, total_optimizer_steps
-        optimizer = build_optimizer(policy, actor_cfg.optim, actor_cfg.deepspeed.zero_stage)
+        self.zero_stage = effective_zero_stage(actor_cfg.deepspeed, dp_size)
+        optimizer = build_optimizer(policy, actor_cfg.optim, self.zero_stage)
         config = deepspeed_config(actor_cfg, dp_size, self.device.type == "cuda")
         scalars = [p for p in policy.parameters() if p.dim() == 0]
         for param in scalars:  # DeepSpeed's initial broadcast views each parameter as bytes: 0-d cannot
@@ -149,12 +170,12 @@ class Trainer:
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=policy.to(self.device), optimizer=optimizer, config=config,
         )
-        if actor_cfg.deepspeed.zero_stage < 3:
+        if self.zero_stage < 3:
             for param in scalars:
                 param.data = param.data.reshape(())
         self.update_fn = update_fn
         use_autocast = bool(actor_cfg.deepspeed.bf16) and self.device.type == "cuda"
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast)
+        self.autocast = bf16_autocast(self.device, use_autocast)
         self.optimizer_steps = 0  # applied + skipped optimizer steps (drives the lr schedule)
         self.skipped_steps = 0
         self.consecutive_skipped = 0

@@ -13,7 +13,14 @@ from rlvla_cli.algorithms import compute_advantages
 from rlvla_cli.config.actor import ActorConfig
 from rlvla_cli.config.algorithm import AlgorithmConfig
 from rlvla_cli.errors import ConfigError
-from rlvla_cli.runtime.trainer import Trainer, build_optimizer, deepspeed_config, lr_factor
+from rlvla_cli.runtime.trainer import (
+    Trainer,
+    bf16_autocast,
+    build_optimizer,
+    deepspeed_config,
+    effective_zero_stage,
+    lr_factor,
+)
 
 
 def actor_cfg(stage: int = 0, **optim) -> ActorConfig:
@@ -110,8 +117,47 @@ def test_optimizer_groups_and_learning_rate_metrics(single_rank_group):
     assert metrics["train/critic/lr"] == pytest.approx(3e-3 * 2 / 4)
 
 
-def test_zero_stages_agree(single_rank_group):
-    """ZeRO 0 (FiniteAdamW clips) and ZeRO 2 (DeepSpeed clips and partitions) reach the same weights."""
+def test_single_rank_runs_zero_0_unless_offloading():
+    """One trainer rank: ZeRO partitions nothing, so the engine runs stage 0 (no per-gradient bucket hooks); CPU
+    offload still needs ZeRO, and several ranks keep the configured stage."""
+    cfg = actor_cfg(stage=2)
+    assert effective_zero_stage(cfg.deepspeed, 1) == 0
+    assert deepspeed_config(cfg, 1, on_gpu=True)["zero_optimization"]["stage"] == 0
+    assert deepspeed_config(cfg, 1, on_gpu=True)["gradient_clipping"] == 0.0  # FiniteAdamW clips instead
+    assert effective_zero_stage(cfg.deepspeed, 2) == 2
+    offloading = ActorConfig.model_validate(cfg.model_dump() | {
+        "deepspeed": {"zero_stage": 2, "bf16": True, "offload_optimizer": True}})
+    assert effective_zero_stage(offloading.deepspeed, 1) == 2
+
+
+def test_autocast_region_sees_optimizer_updates():
+    """Two forwards inside one bf16 region with an optimizer step between them: the second must use the updated
+    weights. torch's autocast cast cache (on by default) returns the first forward's bf16 copy of an fp32 leaf
+    parameter for the rest of the region, so the whole multi-step update ran on stale weights."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 4)
+    x = torch.randn(2, 4)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    with bf16_autocast(torch.device("cpu"), enabled=True):
+        first = layer(x)
+        first.float().sum().backward()
+        optimizer.step()
+        second = layer(x)
+    expected = torch.nn.functional.linear(x.bfloat16(), layer.weight.bfloat16(), layer.bias.bfloat16())
+    assert not torch.equal(first, second)
+    torch.testing.assert_close(second, expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the default region shows the stale cast this guards
+        stale = layer(x)
+        layer.weight.data.add_(1.0)
+        assert torch.equal(layer(x), stale)
+
+
+def test_zero_stages_agree(single_rank_group, monkeypatch):
+    """ZeRO 0 (FiniteAdamW clips) and ZeRO 2 (DeepSpeed clips and partitions) reach the same weights. At dp 1
+    the engine runs stage 0 either way (``effective_zero_stage``); forcing stage 2 there keeps its path tested."""
+    import rlvla_cli.runtime.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "effective_zero_stage", lambda ds, dp: int(ds.zero_stage))
     algo = AlgorithmConfig(update_epoch=2)
     results = []
     for stage in (0, 2):
