@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from rlvla_cli.config.algorithm import AlgorithmConfig
 
 GRPO_STD_EPS = 1e-6
+BATCH_SCOPE = "batch"  # algorithm.advantage_norm_scope; "minibatch" normalises in update.py instead
 
 
 @dataclass
@@ -91,6 +92,52 @@ def generalized_advantage_estimate(
     return advantages, advantages + values
 
 
+def finite_horizon_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_value: torch.Tensor,
+    terminations: torch.Tensor,
+    truncations: torch.Tensor,
+    bootstrap_values: torch.Tensor | None,
+    gamma: float,
+    gae_lambda: float,
+    bootstrap_type: str = "standard",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE truncated at the rollout's end and renormalised: ManiSkill's ``finite_horizon_gae`` (haosulab/ManiSkill
+    examples/baselines/ppo/ppo.py and ppo_cpu.py, default on there).
+
+    Same inputs and outputs as :func:`generalized_advantage_estimate`. GAE's eq. 16 weighs the k-step advantage
+    estimates by ``(1 - lambda) lambda^(k-1)``, which assumes infinitely many; when only ``n`` estimates exist
+    before the rollout or the episode ends, this weighs them by ``lambda^(k-1) / sum_{j<n} lambda^j`` instead,
+    so the last steps of a rollout are not dominated by the one-step estimate. Backwards over T, with
+    ``c_t = 1 - done_t`` resetting the sums at an episode end and ``Vn_t = c_t V(s_{t+1}) + V(final_t)`` (the
+    final value only at the episode ends ``bootstrap_type`` picks, as in the standard function):
+
+        L_t = 1 + lambda c_t L_{t+1}
+        R_t = gamma lambda c_t R_{t+1} + L_t r_t
+        W_t = gamma lambda c_t W_{t+1} + gamma Vn_t
+        A_t = (R_t + W_t) / L_t - V(s_t)
+
+    Returns ``(advantages [T, B], returns [T, B] = advantages + values)``.
+    """
+    num_steps = rewards.shape[0]
+    values = values.to(rewards.dtype)
+    carry = (~(terminations | truncations)).to(rewards.dtype)
+    boot = torch.zeros_like(rewards)
+    if bootstrap_values is not None:
+        boot = bootstrap_values.to(rewards.dtype) * bootstrap_mask(terminations, truncations, bootstrap_type)
+    next_values = torch.cat([values[1:], next_value.to(rewards.dtype).unsqueeze(0)], dim=0)
+    real_next = carry * next_values + boot
+    advantages = torch.empty_like(rewards)
+    lam_sum = reward_sum = value_sum = torch.zeros_like(rewards[0])
+    for t in range(num_steps - 1, -1, -1):
+        lam_sum = 1.0 + gae_lambda * carry[t] * lam_sum
+        reward_sum = gamma * gae_lambda * carry[t] * reward_sum + lam_sum * rewards[t]
+        value_sum = gamma * gae_lambda * carry[t] * value_sum + gamma * real_next[t]
+        advantages[t] = (reward_sum + value_sum) / lam_sum - values[t]
+    return advantages, advantages + values
+
+
 def bootstrap_mask(terminations: torch.Tensor, truncations: torch.Tensor, bootstrap_type: str) -> torch.Tensor:
     """float mask (flags' shape): 1 where an episode end adds ``gamma * V(final observation)``."""
     if bootstrap_type == "standard":
@@ -116,11 +163,12 @@ def gae_from_batch(batch: RolloutBatch, cfg: AlgorithmConfig) -> AdvantageResult
         raise ValueError("adv_type `gae` needs old_values and last_values in the RolloutBatch (a value head)")
     boot = None if batch.bootstrap_values is None else batch.bootstrap_values[..., 0]
     next_value = batch.last_values[..., 0]
+    estimate = finite_horizon_gae if cfg.finite_horizon_gae else generalized_advantage_estimate
     rewards = reduce_rewards(batch.rewards, cfg.reward_type)
     terms = reduce_flags(batch.terminations, cfg.reward_type)
     truncs = reduce_flags(batch.truncations, cfg.reward_type)
     if cfg.reward_type == CHUNK:
-        adv, ret = generalized_advantage_estimate(
+        adv, ret = estimate(
             rewards, batch.old_values[..., 0], next_value, terms, truncs, boot, cfg.gamma, cfg.gae_lambda,
             cfg.bootstrap_type,
         )
@@ -129,7 +177,7 @@ def gae_from_batch(batch: RolloutBatch, cfg: AlgorithmConfig) -> AdvantageResult
     values = per_action_values(batch.old_values, num_chunks)
     if boot is not None:
         boot = flatten_action_steps(boot.unsqueeze(-1).expand(-1, -1, num_chunks))
-    adv, ret = generalized_advantage_estimate(
+    adv, ret = estimate(
         flatten_action_steps(rewards),
         flatten_action_steps(values),
         next_value,
@@ -213,15 +261,16 @@ def normalize_advantages(advantages: torch.Tensor, loss_mask: torch.Tensor, eps:
 
 
 def compute_advantages(batch: RolloutBatch, cfg: AlgorithmConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the ``cfg.adv_type`` estimator, normalise if ``cfg.normalize_advantages``, fill ``batch.advantages``,
-    ``batch.returns``, ``batch.loss_mask`` (GRPO filtering may clear groups) and ``batch.loss_weights``
-    (``cfg.loss_agg: episode_weighted``; None otherwise). Returns (advantages, returns),
+    """Run the ``cfg.adv_type`` estimator, normalise if ``cfg.normalize_advantages`` (here only with
+    ``advantage_norm_scope: batch``; ``minibatch`` is done per global batch by ``update_epoch``), fill
+    ``batch.advantages``, ``batch.returns``, ``batch.loss_mask`` (GRPO filtering may clear groups) and
+    ``batch.loss_weights`` (``cfg.loss_agg: episode_weighted``; None otherwise). Returns (advantages, returns),
     ``[T, B]`` or ``[T, B, C]``. Runs without gradient."""
     batch.validate()
     with torch.no_grad():
         result = ADVANTAGES.get(cfg.adv_type)(batch, cfg)
         advantages = result.advantages
-        if cfg.normalize_advantages:
+        if cfg.normalize_advantages and cfg.advantage_norm_scope == BATCH_SCOPE:
             advantages = normalize_advantages(advantages, result.loss_mask)
     batch.advantages, batch.returns, batch.loss_mask = advantages, result.returns, result.loss_mask
     # RLinf weighs by the episode's own length (from the dones, before any GRPO filtering): aggregation.py

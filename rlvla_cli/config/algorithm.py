@@ -32,7 +32,26 @@ class AlgorithmConfig(StrictModel):
         description="Normalise advantages to zero mean / unit std over the loss-masked batch (GAE and GRPO). RLinf "
         "normalises GAE's always and GRPO's never (set false for RLinf's GRPO arithmetic).",
     )
+    advantage_norm_scope: Literal["batch", "minibatch"] = Field(
+        "batch",
+        description="With normalize_advantages: normalise over the whole rollout batch once (`batch`), or over "
+        "each global batch (minibatch) as the update draws it (`minibatch`: ManiSkill's / cleanrl's PPO, "
+        "examples/baselines/ppo/ppo.py in haosulab/ManiSkill).",
+    )
+    finite_horizon_gae: bool = Field(
+        False,
+        description="GAE renormalised over the k-step estimates that fit before the rollout or episode ends "
+        "(ManiSkill's PPO baseline default, see algorithms/advantages.py: finite_horizon_gae); false: standard GAE.",
+    )
     update_epoch: int = Field(1, ge=1, description="Passes over each rollout batch per training step.")
+    target_kl: float | None = Field(
+        None,
+        gt=0.0,
+        description="Early stop of the update: before each optimizer step the approximate KL (k3) of the first "
+        "micro-batch of the global batch is measured; above this value that step and every later one of this "
+        "training step are skipped (ManiSkill's / cleanrl's PPO, target_kl 0.1 there; logged as "
+        "train/early_stopped_epochs). null: off.",
+    )
     clip_ratio_low: float = Field(0.2, gt=0.0, lt=1.0, description="PPO clip: ratio lower bound is 1 - this.")
     clip_ratio_high: float = Field(0.2, gt=0.0, description="PPO clip: ratio upper bound is 1 + this.")
     clip_ratio_c: float | None = Field(
