@@ -41,6 +41,8 @@ import threading
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # rlvla_cli from this checkout, as `python -m rlvla_cli` from the repo root
 THRESHOLDS = (0.5, 0.8)
 GLOBAL_STEP = re.compile(r"global_step=(\d+)")
 EVAL_SUCCESS = re.compile(r"eval_success_once_mean=([0-9.eE+-]+)")
@@ -154,7 +156,7 @@ def median_row(rows: list[dict], side: str) -> dict:
 def run_one(command: list[str], log: Path, env: dict) -> tuple[subprocess.Popen, list[tuple[float, str]]]:
     """Start ``command``; a thread copies its output to ``log`` and keeps every line with its arrival time."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, cwd=REPO)
     lines: list[tuple[float, str]] = []
 
     def pump() -> None:
@@ -435,6 +437,7 @@ def run_baseline(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.out, args.config = args.out.resolve(), args.config.resolve()
     if args.run_baseline:
         return run_baseline(args)
     args.out.mkdir(parents=True, exist_ok=True)
