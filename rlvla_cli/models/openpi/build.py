@@ -15,6 +15,7 @@ from rlvla_cli.models.base import PRECISION_DTYPES
 from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint
 from rlvla_cli.models.openpi.norm_stats import find_norm_stats, load_norm_stats
 from rlvla_cli.models.openpi.policy import OpenPIPolicy
+from rlvla_cli.models.openpi.presets import get_preset
 from rlvla_cli.models.openpi.saving import lora_module, save_openpi_policy  # noqa: F401 (re-exported)
 from rlvla_cli.models.openpi.state_tokens import PromptTokenizer, byte_level_tokenizer, load_tokenizer
 from rlvla_cli.models.registry import register_policy
@@ -49,7 +50,7 @@ def build_openpi_policy(cfg: OpenPIModelConfig, device: str) -> OpenPIPolicy:
         tok = byte_level_tokenizer()
         tokenizer, stats = PromptTokenizer(tok, tok.token_to_id("<bos>"), tok.get_vocab_size()), load_norm_stats(None)
     else:
-        tokenizer = load_tokenizer(cfg.model_path, cfg.tokenizer_path)
+        tokenizer = load_tokenizer(cfg.model_path, cfg.tokenizer_path, get_preset(cfg.size).vocab_size)
         stats = load_norm_stats(find_norm_stats(cfg.model_path, cfg.norm_stats_path, cfg.norm_stats_key))
     # Allocate (and randomly initialise) directly on the target device: a 3B model initialised on the CPU is slow.
     with torch.device("cpu" if meta else device):

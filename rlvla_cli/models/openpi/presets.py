@@ -76,13 +76,14 @@ PRESETS: dict[str, OpenPIDims] = {
         expert=GemmaDims(width=32, mlp_dim=64, depth=2, num_heads=2, num_kv_heads=1, head_dim=16),
         vocab_size=320,
     ),
-    # CPU training (docs/results.md): ~3 M parameters, the built-in tokenizer; deep enough that the prefix
-    # carries the object's position to the expert (tiny's 2 layers fit the demos' mean action only)
+    # CPU training (docs/results.md): ~1.8 M parameters; deep enough that the prefix carries the object's
+    # position to the expert (tiny's 2 layers fit the demos' mean action only); 1024 embedding rows, so the
+    # built-in tokenizer merges words (colours are single tokens) instead of spelling them in bytes
     "mini": OpenPIDims(
         vision=VisionDims(64, 256, 4, 4, 8, 32),
         vlm=GemmaDims(width=128, mlp_dim=512, depth=4, num_heads=4, num_kv_heads=1, head_dim=32),
         expert=GemmaDims(width=64, mlp_dim=256, depth=4, num_heads=4, num_kv_heads=1, head_dim=32),
-        vocab_size=320,
+        vocab_size=1024,
     ),
 }
 

@@ -128,13 +128,34 @@ def _hf_prompt_vocab_size(hf) -> int:
     return max([int(hf.vocab_size) - 1, *extra]) + 1
 
 
-def load_tokenizer(model_path: str | None, tokenizer_path: str | None = None) -> PromptTokenizer:
-    """The prompt tokenizer: ``tokenizer_path`` / ``model_path`` (tokenizer.json or a transformers tokenizer),
-    or the built-in byte-level one when neither is given (random-weight presets)."""
-    directory = tokenizer_path or model_path
-    if directory is None:
+# Smallest embedding table that gets the word-merging tokenizer (``built_in_tokenizer``); smaller ones get bytes.
+WORD_TOKENIZER_MIN_VOCAB = 1024
+
+
+def built_in_tokenizer(vocab_size: int) -> PromptTokenizer:
+    """The tokenizer of a random-weight preset whose embedding table has ``vocab_size`` rows.
+
+    With room for merges (>= ``WORD_TOKENIZER_MIN_VOCAB``): the OpenVLA fallback BPE (``models/tokenization.py``),
+    whose merges make instruction words such as colours single tokens, as PaliGemma's SentencePiece vocabulary
+    does; a from-scratch model then reads "red" as one id instead of composing it from bytes (on the built-in
+    task the byte-level pi0 ``mini`` went to a wrong object as often as to the named one, docs/results.md).
+    Smaller tables keep the byte-level tokenizer."""
+    if vocab_size < WORD_TOKENIZER_MIN_VOCAB:
         tok = byte_level_tokenizer()
         return PromptTokenizer(tok, tok.token_to_id("<bos>"), prompt_vocab_size(tok))
+    from rlvla_cli.models.tokenization import build_fallback_tokenizer
+
+    tok = build_fallback_tokenizer(vocab_size).backend_tokenizer
+    return PromptTokenizer(tok, tok.token_to_id("<s>"), prompt_vocab_size(tok))
+
+
+def load_tokenizer(model_path: str | None, tokenizer_path: str | None = None,
+                   vocab_size: int = BYTE_TOKENIZER_VOCAB) -> PromptTokenizer:
+    """The prompt tokenizer: ``tokenizer_path`` / ``model_path`` (tokenizer.json or a transformers tokenizer),
+    or ``built_in_tokenizer(vocab_size)`` when neither is given (random-weight presets)."""
+    directory = tokenizer_path or model_path
+    if directory is None:
+        return built_in_tokenizer(vocab_size)
     path = Path(directory)
     if path.is_file() and path.suffix == ".json":
         return _from_tokenizer_json(path)
