@@ -12,7 +12,7 @@ patch size, 2-D sine-cosine position embeddings in the towers) and the SFT input
 (``rlvla_cli.sft.sensitivity``) every ``--probe-every`` steps: does the change make the policy read its camera?
 
     python scripts/vla_probe.py sft --config configs/builtin_sft_openvla_oft.yaml --demos runs/demos \\
-        --steps 300 --freeze-towers
+        --steps 300 --freeze vision
 
 Both print a table and save JSON (``--out``) with the machine.
 """
@@ -44,7 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     sft.add_argument("--demos", type=Path, required=True, help="`rlvla collect-demos` directory.")
     sft.add_argument("--steps", type=int, default=300, help="Optimizer steps.")
     sft.add_argument("--probe-every", type=int, default=150, help="Input check every N steps.")
-    sft.add_argument("--freeze-towers", action="store_true", help="Train everything but the ViT towers.")
+    sft.add_argument("--freeze", choices=["towers", "vision"], default=None,
+                     help="Keep the ViT towers (`towers`) or the towers and the projector (`vision`) at their init.")
     sft.add_argument("--patch-size", type=int, default=None, help="ViT patch size of the OpenVLA / OFT towers.")
     sft.add_argument("--sincos-pos", action="store_true", help="2-D sine-cosine tower position embeddings.")
     for p in (where, sft):
@@ -156,10 +157,11 @@ def probe_sft(args: argparse.Namespace) -> dict:
     policy.set_dataset_statistics(*dataset_statistics(args.demos, None))
     for name, param in policy.named_parameters():
         tower = ".featurizer." in name or ".fused_featurizer." in name or ".vision_tower." in name
+        projector = ".projector." in name or ".multi_modal_projector." in name
         if args.sincos_pos and tower and name.endswith("pos_embed"):
             with torch.no_grad():
                 param.copy_(sincos_2d(param.shape[1], param.shape[2])[None])
-        if args.freeze_towers and tower:
+        if (args.freeze == "towers" and tower) or (args.freeze == "vision" and (tower or projector)):
             param.requires_grad_(False)
     trainer = Trainer(policy, cfg.actor, cfg.algorithm, 1, "cpu", args.steps, update_fn=sft_update)
     generator, step, started, rows = torch.Generator().manual_seed(cfg.runner.seed), 0, time.time(), []
@@ -181,7 +183,7 @@ def probe_sft(args: argparse.Namespace) -> dict:
                     break
     finally:
         shutdown_distributed()
-    variant = {"freeze_towers": args.freeze_towers, "patch_size": args.patch_size, "sincos_pos": args.sincos_pos}
+    variant = {"freeze": args.freeze, "patch_size": args.patch_size, "sincos_pos": args.sincos_pos}
     return {"config": args.config, "variant": variant, "overrides": args.overrides, "rows": rows}
 
 
