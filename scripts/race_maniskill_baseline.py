@@ -44,6 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # rlvla_cli from this checkout, as `python -m rlvla_cli` from the repo root
 THRESHOLDS = (0.5, 0.8)
+PARITY_PRESET = "maniskill_ppo_small_pushcube_state_parity"
 GLOBAL_STEP = re.compile(r"global_step=(\d+)")
 EVAL_SUCCESS = re.compile(r"eval_success_once_mean=([0-9.eE+-]+)")
 
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env-steps", type=int, default=64000, help="Env steps per run (both sides).")
     parser.add_argument("--time-limit-s", type=float, default=1800.0, help="Wall-clock cap per run.")
     parser.add_argument("--sides", nargs="+", choices=["rlvla", "baseline"], default=["rlvla", "baseline"])
-    parser.add_argument("--config", type=Path, default=Path("configs/maniskill_ppo_small_pushcube_state_parity.yaml"))
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / f"{PARITY_PRESET}.yaml")
     parser.add_argument("--env-id", default="PushCube-v1", help="Task of the baseline side.")
     parser.add_argument("--eval-every-steps", type=int, default=4000)
     parser.add_argument("--eval-envs", type=int, default=32)
