@@ -12,7 +12,7 @@ import torch
 
 from rlvla_cli.config.model_openpi import OpenPIModelConfig
 from rlvla_cli.models.base import PRECISION_DTYPES
-from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint
+from rlvla_cli.models.openpi.checkpoint import load_openpi_checkpoint, stored_vocab_rows
 from rlvla_cli.models.openpi.norm_stats import find_norm_stats, load_norm_stats
 from rlvla_cli.models.openpi.policy import OpenPIPolicy
 from rlvla_cli.models.openpi.presets import get_preset
@@ -52,9 +52,10 @@ def build_openpi_policy(cfg: OpenPIModelConfig, device: str) -> OpenPIPolicy:
     else:
         tokenizer = load_tokenizer(cfg.model_path, cfg.tokenizer_path, get_preset(cfg.size).vocab_size)
         stats = load_norm_stats(find_norm_stats(cfg.model_path, cfg.norm_stats_path, cfg.norm_stats_key))
+    vocab_rows = stored_vocab_rows(cfg.model_path) if cfg.model_path and not meta else None
     # Allocate (and randomly initialise) directly on the target device: a 3B model initialised on the CPU is slow.
     with torch.device("cpu" if meta else device):
-        policy = OpenPIPolicy(cfg, tokenizer, stats)
+        policy = OpenPIPolicy(cfg, tokenizer, stats, vocab_size=vocab_rows)
     if cfg.model_path and not meta:
         load_openpi_checkpoint(policy, cfg.model_path, cfg.pi05)
         load_heads(policy, cfg.model_path)

@@ -16,10 +16,11 @@ import logging
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from rlvla_cli.errors import AssetError
-from rlvla_cli.models.checkpoint import load_into, read_state_dict, save_state_dict
+from rlvla_cli.models.checkpoint import load_into, read_state_dict, save_state_dict, weight_files
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,20 @@ def detect_variant(keys: list[str], source: str) -> bool:
         key="actor.model.model_path",
         fix="point model_path at a PyTorch openpi checkpoint (e.g. RLinf/RLinf-Pi0-LIBERO-...)",
     )
+
+
+def stored_vocab_rows(directory: str | Path) -> int | None:
+    """Rows of the VLM token embedding stored in a safetensors checkpoint (None when it is not there), read from
+    the file header only: a checkpoint's own table size wins over the preset's (pi0 ``mini`` had 320 rows before
+    its built-in tokenizer learned word merges)."""
+    for path in weight_files(directory):
+        if path.suffix != ".safetensors":
+            continue
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                if openpi_key_to_ours(key) == EMBED_KEY:
+                    return int(f.get_slice(key).get_shape()[0])
+    return None
 
 
 def load_openpi_checkpoint(policy: nn.Module, directory: str | Path, pi05: bool) -> None:

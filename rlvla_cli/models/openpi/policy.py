@@ -15,6 +15,7 @@ averaged over the scored steps; over all steps when greedy). Temperature does no
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -76,9 +77,13 @@ def images_to_pixels(images: torch.Tensor, size: int) -> torch.Tensor:
 class OpenPIPolicy(VLAPolicy):
     """pi0 / pi0.5 policy; the openpi network is ``self.flow`` (see ``checkpoint.py`` for the key mapping)."""
 
-    def __init__(self, cfg: OpenPIModelConfig, tokenizer: PromptTokenizer, norm_stats: OpenPINormStats):
+    def __init__(self, cfg: OpenPIModelConfig, tokenizer: PromptTokenizer, norm_stats: OpenPINormStats,
+                 vocab_size: int | None = None):
+        """vocab_size: token-embedding rows when they differ from the preset's (a checkpoint's own table)."""
         super().__init__()
         dims = with_image_size(get_preset(cfg.size), cfg.image_size)
+        if vocab_size is not None:
+            dims = dataclasses.replace(dims, vocab_size=vocab_size)
         if tokenizer.vocab_size > dims.vocab_size:
             raise ConfigError(
                 f"the tokenizer has {tokenizer.vocab_size} ids but the `{cfg.size}` preset's vocabulary has "
