@@ -48,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="Keep the ViT towers (`towers`) or the towers and the projector (`vision`) at their init.")
     sft.add_argument("--patch-size", type=int, default=None, help="ViT patch size of the OpenVLA / OFT towers.")
     sft.add_argument("--sincos-pos", action="store_true", help="2-D sine-cosine tower position embeddings.")
+    sft.add_argument("--no-eval", action="store_true", help="Skip the 64-episode held-out eval at each probe.")
     for p in (where, sft):
         p.add_argument("--config", required=True, help="rlvla config (the model and the built-in env).")
         p.add_argument("--out", type=Path, default=None, help="JSON output.")
@@ -128,6 +129,22 @@ def sincos_2d(num_patches: int, dim: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def projector_spread(policy, demos, samples: int = 32) -> dict:
+    """OpenVLA / OFT: the projected patch features of ``samples`` demo images, ``[S, N, D]``: their mean norm
+    per token and how much they vary across the images (norm of the deviation from the mean image's features
+    over the norm of the features). None for other policies."""
+    vla = getattr(policy, "vla", None)
+    if vla is None or not hasattr(vla, "projector"):
+        return {}
+    probe = demos.select(torch.linspace(0, len(demos) - 1, samples).long())
+    with torch.no_grad():
+        inputs = policy.inputs_from_obs(probe.observations())
+        features = vla.projector(vla.vision_backbone(policy.pixel_values(inputs)))
+    deviation = features - features.mean(dim=0, keepdim=True)
+    return {"projector_norm": features.norm(dim=-1).mean().item(),
+            "projector_spread": (deviation.norm() / features.norm()).item()}
+
+
 def _apply_patch_size(patch: int) -> None:
     from rlvla_cli.models import presets
 
@@ -175,8 +192,10 @@ def probe_sft(args: argparse.Namespace) -> dict:
                 if step % args.probe_every == 0 or step == args.steps:
                     rise = input_sensitivity(trainer.module, demos, micro_batch_size=cfg.actor.micro_batch_size)
                     row = {"step": step, "seconds": round(time.time() - started), "loss": metrics["train/sft/loss"],
-                           **{k: rise.get(k) for k in ("image", "instruction", "state")}}
-                    row["held_out"] = _evaluate(trainer.module, cfg, 64, None).get("eval/success_once")
+                           **{k: rise.get(k) for k in ("image", "instruction", "state")},
+                           **projector_spread(trainer.module, demos)}
+                    if not args.no_eval:
+                        row["held_out"] = _evaluate(trainer.module, cfg, 64, None).get("eval/success_once")
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 if step >= args.steps:

@@ -43,3 +43,24 @@ def test_where_rolls_out_a_saved_policy(tmp_path):
     result = json.loads(out.read_text())
     assert result["episodes"] == 12 and 0.0 <= result["reached_target"] <= 1.0
     assert result["median_closest_target"] > 0.0 and "machine" in result
+
+
+def test_projector_spread_reads_the_oft_vision_path_only(tmp_path):
+    from rlvla_cli.config.loader import load_config
+    from rlvla_cli.demos.builtin_expert import BuiltinCollectSettings, collect_builtin
+    from rlvla_cli.models.registry import build_policy
+    from rlvla_cli.sft.data import dataset_statistics, load_demos
+
+    script = load_script("vla_probe")
+    collect_builtin(BuiltinCollectSettings(num_demos=4, out_dir=tmp_path, image_size=64, action_noise=0.1))
+    demos = load_demos(tmp_path, num_action_chunks=4)
+    cfg = load_config("configs/builtin_sft_openvla_oft.yaml", [f"sft.dataset_path={tmp_path}", "actor.model.size=tiny"])
+    torch.manual_seed(0)
+    oft = build_policy(cfg.actor.model)
+    oft.set_dataset_statistics(*dataset_statistics(tmp_path, None))
+    spread = script.projector_spread(oft, demos, samples=8)
+    assert spread["projector_norm"] > 0.0 and 0.0 < spread["projector_spread"] < 1.0  # different scenes differ
+    same = script.projector_spread(oft, demos.select(torch.zeros(8, dtype=torch.long)), samples=8)
+    assert same["projector_spread"] < 1e-6  # one image eight times: no spread (float rounding only)
+    small = build_policy(load_config(str(REPO / "configs" / "builtin_ppo_small.yaml"), []).actor.model)
+    assert script.projector_spread(small, demos) == {}
