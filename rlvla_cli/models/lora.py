@@ -9,7 +9,9 @@ so RLinf / OpenVLA adapters load here and ours load with ``PeftModel.from_pretra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from torch import nn
 
 from rlvla_cli.errors import AssetError, ConfigError
 from rlvla_cli.models.checkpoint import read_json
+
+logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -49,6 +53,26 @@ def inject_lora(module: nn.Module, config: LoraConfig) -> None:
                           fix="name modules that exist in this architecture, or leave it null for the default") from err
     for name, param in module.named_parameters():
         param.requires_grad = "lora_" in name
+
+
+@contextmanager
+def no_adapter_input_casts(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Inside a bf16 autocast region: peft's LoRA layers stop casting their input to the adapter's dtype.
+
+    peft keeps adapters of a bf16 model in fp32 (``autocast_adapter_dtype``) and casts every LoRA input to fp32
+    (``LoraLayer._cast_input_dtype``), which autocast then casts back to bf16 for the matmul: two full-activation
+    copies per adapted linear layer and pass (~420 layers in OpenVLA-OFT), for bit-identical results (bf16 ->
+    fp32 -> bf16 is exact). Only valid under autocast: without it an fp32 adapter cannot take a bf16 input.
+    The flag is peft's ``cast_input_dtype_enabled`` (peft >= 0.15; older versions ignore it)."""
+    layers = [m for m in module.modules() if hasattr(m, "cast_input_dtype_enabled")] if enabled else []
+    before = [m.cast_input_dtype_enabled for m in layers]
+    for layer in layers:
+        layer.cast_input_dtype_enabled = False
+    try:
+        yield
+    finally:
+        for layer, value in zip(layers, before, strict=True):
+            layer.cast_input_dtype_enabled = value
 
 
 def adapter_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -223,9 +247,17 @@ def load_heads(policy: nn.Module, directory: str | Path) -> None:
     if not path.is_file():
         return
     own = dict(policy.named_parameters())
+    modules, skipped = {name.split(".")[0] for name in own}, set()
     with torch.no_grad():
         for name, tensor in load_file(str(path)).items():
+            if name.split(".")[0] not in modules:
+                # a head this configuration does not build: pi0's flow-noise head in a flow-SDE policy started
+                # from the same SFT checkpoint (flow-SDE injects fixed noise, it has no learned noise head)
+                skipped.add(name.split(".")[0])
+                continue
             if name not in own or own[name].shape != tensor.shape:
                 raise AssetError(f"{path}: tensor {name} {tuple(tensor.shape)} does not fit this model",
                                  key="actor.model.lora_path", fix="use the model config the adapter was trained with")
             own[name].copy_(tensor.to(own[name].dtype))
+    if skipped:
+        logger.warning("%s: %s not loaded (not part of this model's configuration)", path, ", ".join(sorted(skipped)))
