@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/vla_learning"), help="Experiment dir (resumable).")
     parser.add_argument("--models", nargs="+", default=["openvla_oft"], choices=MODELS, help="Models, in order.")
-    parser.add_argument("--demos", type=int, default=1000, help="Expert demos (the SFT presets' epochs assume 1000).")
+    parser.add_argument("--demos", type=int, default=4000,
+                        help="Expert demos (pi0's SFT preset takes 8 epochs of 4000; OFT / OpenVLA cap their steps).")
     parser.add_argument("--action-noise", type=float, default=0.1, help="Expert action noise (imperfect demos).")
     parser.add_argument("--rl-epochs", type=int, default=None, help="RL steps (default: the config's).")
     parser.add_argument("--eval-episodes", type=int, default=128, help="Episodes per eval set and policy.")
