@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-at-success", type=float, default=None, help="End a run once an eval reaches it.")
     parser.add_argument("--baseline-script", type=Path, default=None, help="A user-fetched ppo_cpu.py to run.")
     parser.add_argument("--baseline-python", default=sys.executable, help="Python for --baseline-script.")
+    parser.add_argument("--baseline-net", choices=["mlp", "small"], default="mlp",
+                        help="Networks of the re-implemented baseline: its own MLPs, or rlvla's small policy (full "
+                        "size, shared trunk) to tell the network's part from the rest of the pipeline.")
     parser.add_argument("--run-baseline", action="store_true", help=argparse.SUPPRESS)  # one baseline run (child)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="a.b=c overrides for the rlvla side.")
@@ -93,7 +96,7 @@ def baseline_command(args: argparse.Namespace, seed: int, out: Path) -> list[str
                 f"--eval_freq={max(1, args.eval_every_steps // per_iter)}", "--no-capture-video", "--no-save-model"]
     return [sys.executable, __file__, "--run-baseline", f"--seed={seed}", f"--env-id={args.env_id}",
             f"--env-steps={args.env_steps}", f"--eval-every-steps={args.eval_every_steps}",
-            f"--eval-envs={args.eval_envs}", f"--out={out}"]
+            f"--eval-envs={args.eval_envs}", f"--out={out}", f"--baseline-net={args.baseline_net}"]
 
 
 # ------------------------------------------------------------------------------------------------ curves
@@ -279,6 +282,35 @@ def mlp(in_dim: int, out_dim: int, out_gain: float):
     return nn.Sequential(*layers)
 
 
+def make_nets(kind: str, obs_dim: int):
+    """-> ``(actor(obs) -> mean [B, 8], critic(obs) -> [B, 1], log_std, parameters)``: the baseline's MLPs, or
+    rlvla's small policy (``--baseline-net small``: one shared trunk, value head on it, its own init)."""
+    import torch
+
+    if kind == "mlp":
+        actor, critic = mlp(obs_dim, 8, 0.01 * 2**0.5), mlp(obs_dim, 1, 1.0)
+        log_std = torch.nn.Parameter(torch.full((1, 8), INIT_LOG_STD))
+        return actor, critic, log_std, [*actor.parameters(), *critic.parameters(), log_std]
+    from rlvla_cli.config.model import SmallModelConfig
+    from rlvla_cli.models.small import SmallPolicy
+
+    policy = SmallPolicy(SmallModelConfig(model_type="small", size="full", use_image=False, state_dim=obs_dim,
+                                          action_dim=8, num_action_chunks=1, action_squash="clip",
+                                          init_log_std=INIT_LOG_STD, add_value_head=True))
+
+    def features(obs):
+        inputs = policy._inputs_from_obs({"states": obs, "task_descriptions": ["push the cube to the goal"] * len(obs)})
+        return policy._features(inputs)
+
+    def actor(obs):
+        return policy.actor(features(obs))
+
+    def critic(obs):
+        return policy.value_head(features(obs))
+
+    return actor, critic, policy.log_std, list(policy.parameters())
+
+
 class SerialEnvs:
     """``n`` single CPU-physics ManiSkill envs stepped in turn; an env whose episode ends (success terminates, or
     the 50-step limit truncates) is reset at once and its last observation returned as ``final``."""
@@ -355,14 +387,13 @@ def evaluate(actor, envs: SerialEnvs) -> float:
     return float(ever.float().mean())
 
 
-def ppo_update(actor, critic, log_std, optimizer, batch: dict, generator) -> None:
+def ppo_update(actor, critic, log_std, params, optimizer, batch: dict, generator) -> None:
     """8 epochs x 8 minibatches of the clipped PPO loss; stops when a minibatch's approx KL (before its step)
     exceeds TARGET_KL."""
     import torch
     from torch.distributions import Normal
 
     size = batch["obs"].shape[0]
-    params = [*actor.parameters(), *critic.parameters(), log_std]
     for _ in range(UPDATE_EPOCHS):
         order = torch.randperm(size, generator=generator)
         for idx in order.split(size // NUM_MINIBATCHES):
@@ -392,9 +423,8 @@ def run_baseline(args: argparse.Namespace) -> int:
     envs = SerialEnvs(args.env_id, NUM_ENVS, args.seed, end_on_success=True)
     eval_envs = SerialEnvs(args.env_id, args.eval_envs, 100_000 + args.seed, end_on_success=False)
     obs = envs.reset()
-    actor, critic = mlp(obs.shape[1], 8, 0.01 * 2**0.5), mlp(obs.shape[1], 1, 1.0)
-    log_std = torch.nn.Parameter(torch.full((1, 8), INIT_LOG_STD))
-    optimizer = torch.optim.Adam([*actor.parameters(), *critic.parameters(), log_std], lr=LEARNING_RATE, eps=1e-5)
+    actor, critic, log_std, params = make_nets(args.baseline_net, obs.shape[1])
+    optimizer = torch.optim.Adam(params, lr=LEARNING_RATE, eps=1e-5)
     generator, curve, env_steps = torch.Generator().manual_seed(args.seed), [], 0
     iterations = max(1, args.env_steps // (NUM_ENVS * NUM_STEPS))
     eval_every = max(1, args.eval_every_steps // (NUM_ENVS * NUM_STEPS))
@@ -432,7 +462,7 @@ def run_baseline(args: argparse.Namespace) -> int:
         flat = {"obs": batch["obs"].flatten(0, 1), "actions": batch["actions"].flatten(0, 1),
                 "logprobs": batch["logprobs"].flatten(), "advantages": advantages.flatten(),
                 "returns": (advantages + batch["values"]).flatten()}
-        ppo_update(actor, critic, log_std, optimizer, flat, generator)
+        ppo_update(actor, critic, log_std, params, optimizer, flat, generator)
     return 0
 
 
