@@ -38,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rollout-steps", type=int, default=80, help="env.train.max_steps_per_rollout_epoch.")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/bench_step"), help="Run directory (logs).")
     parser.add_argument("--out", type=Path, default=Path("bench_step.json"), help="JSON output.")
+    parser.add_argument("--anchor", choices=["full", "tiny", "none"], default="none",
+                        help="Also time the plain transformers + peft anchor (scripts/profile_anchor.py) in the same "
+                             "run and print it with the physical limit next to rlvla.")
     parser.add_argument("overrides", nargs="*", help="Extra a.b=c config overrides.")
     return parser.parse_args(argv)
 
@@ -117,6 +120,46 @@ def print_table(summary: dict[str, float], device: str, target_s: float) -> None
     print(f"step {summary['time/step']:.2f} s {verdict} the {target_s:.0f} s target")
 
 
+def run_anchor(args, cfg) -> dict:
+    """The plain anchor at the step's shape: forwards per rollout = chunk steps, samples = envs x chunk steps."""
+    import gc
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from profile_anchor import AnchorShape, measure_anchor
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    chunk_steps = args.rollout_steps // cfg.actor.model.num_action_chunks
+    shape = AnchorShape.tiny() if args.anchor == "tiny" else AnchorShape()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return measure_anchor(device, shape, batch=args.envs, samples=args.envs * chunk_steps,
+                          micro=cfg.actor.micro_batch_size, global_batch=cfg.actor.global_batch_size,
+                          forwards=chunk_steps)
+
+
+def anchor_rows(summary: dict[str, float], anchor: dict) -> list[tuple[str, float, float, float]]:
+    """(phase, rlvla s, anchor s, physical limit s) for rollout, training and their sum; the limit is the
+    anchor's counted FLOPs / 790 TFLOP/s (its Llama only: rlvla's vision towers and value head come on top)."""
+    rollout = ("rollout", summary["time/generate_rollouts"], anchor["rollout_s"], anchor["limit_rollout_s"])
+    training = ("training", summary["time/actor_training"], anchor["update_s"], anchor["limit_update_s"])
+    step = ("step", summary["time/step"], rollout[2] + training[2], rollout[3] + training[3])
+    return [rollout, training, step]
+
+
+def print_anchor_table(summary: dict[str, float], anchor: dict, device: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"rlvla vs plain transformers + peft vs the physical limit on {device} (one run)")
+    for col in ("phase", "rlvla s", "plain anchor s", "limit s (790 TFLOP/s)", "rlvla / anchor"):
+        table.add_column(col, justify="right")
+    for phase, ours, plain, limit in anchor_rows(summary, anchor):
+        table.add_row(phase, f"{ours:.2f}", f"{plain:.2f}", f"{limit:.2f}", f"{ours / plain:.2f}x")
+    Console().print(table)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = step_config(args)
@@ -131,7 +174,13 @@ def main(argv=None) -> int:
         args.out.write_text(json.dumps(payload, indent=2))
 
     run_steps(cfg, args.steps, on_step=save)
+    payload["micro_batch"] = cfg.actor.micro_batch_size  # `auto` resolved by the planner at setup
+    payload["gradient_checkpointing"] = cfg.actor.model.gradient_checkpointing
     print_table(payload["steady_state"], device, 20.0)
+    if args.anchor != "none":
+        payload["anchor"] = run_anchor(args, cfg)
+        save(payload["steps"])
+        print_anchor_table(payload["steady_state"], payload["anchor"], device)
     print(f"saved {args.out}")
     return 0
 

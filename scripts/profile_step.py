@@ -84,8 +84,8 @@ def write_table(prof, path: Path, device: str, title: str, rows: int = 40) -> di
     ops = [e for e in averages if not e.key.startswith("part/")]
     key = _self_device_us if cuda else (lambda e: float(e.self_cpu_time_total))
     top = sorted(ops, key=key, reverse=True)[:25]
-    # kernels only (not the CPU-side aten ops, whose self device time is 0) -> GPU busy time
-    busy_us = sum(_self_device_us(e) for e in ops)
+    # device-side events only (kernels, memcpys): an aten op's self device time repeats its kernels' time
+    busy_us = sum(_self_device_us(e) for e in ops if str(getattr(e, "device_type", "")).endswith("CUDA"))
     return {
         "table": path.name,
         "gpu_busy_s": busy_us / 1e6 if cuda else None,

@@ -16,7 +16,7 @@ def hardware_placement(cfg: RootConfig) -> tuple[Any, tuple[bool, bool]]:
     """Resolve ``cluster.component_placement`` on the GPUs present (CPU mode without GPUs: ranks become CPU
     process slots) and plan offload; raises the planner's first refusal as a ConfigError.
     Returns (ResolvedPlacement, (actor offload, rollout offload))."""
-    from rlvla_cli.placement.planner import detect_gpus, plan, slots_needed
+    from rlvla_cli.placement.planner import detect_gpus, plan, resolve_micro_batch, slots_needed
     from rlvla_cli.placement.resolve import resolve_placement
     from rlvla_cli.placement.rules import placement_rules
 
@@ -25,6 +25,9 @@ def hardware_placement(cfg: RootConfig) -> tuple[Any, tuple[bool, bool]]:
         # CPU mode: ranks are CPU process slots; no memory to plan, only the divisibility rules.
         slots = cfg.cluster.num_gpus_per_node or slots_needed(cfg.cluster.component_placement)
         placement = resolve_placement(cfg.cluster.component_placement, cfg.cluster.num_nodes, slots, cpu_mode=True)
+        choice = resolve_micro_batch(cfg, placement, None)
+        if choice is not None:
+            print(choice.describe(), flush=True)
         refusals = placement_rules(cfg, placement)
         if refusals:
             raise refusals[0].to_error()
@@ -35,6 +38,8 @@ def hardware_placement(cfg: RootConfig) -> tuple[Any, tuple[bool, bool]]:
             raise UserError(f"the config asks for {gpus} GPUs per node but {detected} are visible",
                             key="cluster.num_gpus_per_node", fix=f"set it to {detected} or null (detect)")
         result = plan(cfg, gpus, None, memory)
+        if result.micro_choice is not None:
+            print(result.micro_choice.describe(), flush=True)
     if result.refusals:
         raise result.refusals[0].to_error()
     actor = result.offload.get("actor")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -57,7 +57,11 @@ class DeepSpeedConfig(StrictModel):
 class ActorConfig(StrictModel):
     """The trainer processes (one per actor GPU) and the model they optimise."""
 
-    micro_batch_size: int = Field(1, ge=1, description="Samples per forward/backward pass on one trainer rank.")
+    micro_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1,
+        description="Samples per forward/backward pass on one trainer rank; `auto`: the planner picks the largest "
+        "that fits the GPU (and whether to checkpoint activations) at launch and prints its choice.",
+    )
     global_batch_size: int = Field(
         40,
         ge=1,

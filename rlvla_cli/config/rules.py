@@ -187,6 +187,8 @@ def _rollout_numerics_match_trainer(cfg: RootConfig) -> None:
 
 def _batch_sizes(cfg: RootConfig) -> None:
     actor = cfg.actor
+    if actor.micro_batch_size == "auto":  # the planner picks a divisor at launch (placement/auto_micro.py)
+        return
     if actor.global_batch_size % actor.micro_batch_size:
         raise RuleError(
             "actor.global_batch_size",

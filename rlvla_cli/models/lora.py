@@ -10,8 +10,7 @@ so RLinf / OpenVLA adapters load here and ours load with ``PeftModel.from_pretra
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,26 +52,6 @@ def inject_lora(module: nn.Module, config: LoraConfig) -> None:
                           fix="name modules that exist in this architecture, or leave it null for the default") from err
     for name, param in module.named_parameters():
         param.requires_grad = "lora_" in name
-
-
-@contextmanager
-def no_adapter_input_casts(module: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Inside a bf16 autocast region: peft's LoRA layers stop casting their input to the adapter's dtype.
-
-    peft keeps adapters of a bf16 model in fp32 (``autocast_adapter_dtype``) and casts every LoRA input to fp32
-    (``LoraLayer._cast_input_dtype``), which autocast then casts back to bf16 for the matmul: two full-activation
-    copies per adapted linear layer and pass (~420 layers in OpenVLA-OFT), for bit-identical results (bf16 ->
-    fp32 -> bf16 is exact). Only valid under autocast: without it an fp32 adapter cannot take a bf16 input.
-    The flag is peft's ``cast_input_dtype_enabled`` (peft >= 0.15; older versions ignore it)."""
-    layers = [m for m in module.modules() if hasattr(m, "cast_input_dtype_enabled")] if enabled else []
-    before = [m.cast_input_dtype_enabled for m in layers]
-    for layer in layers:
-        layer.cast_input_dtype_enabled = False
-    try:
-        yield
-    finally:
-        for layer, value in zip(layers, before, strict=True):
-            layer.cast_input_dtype_enabled = value
 
 
 def adapter_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -62,7 +62,7 @@ def settings_from_config(cfg: RootConfig) -> MemorySettings:
         pixels, cameras = params.camera_width * params.camera_height, 1
         gpu_render = params.render_backend != "osmesa"
     return MemorySettings(
-        micro_batch_size=actor.micro_batch_size,
+        micro_batch_size=actor.micro_batch_size if isinstance(actor.micro_batch_size, int) else 1,  # `auto`
         zero_stage=ds.zero_stage,
         offload_optimizer=ds.offload_optimizer,
         offload_param=ds.offload_param,
@@ -112,6 +112,8 @@ def actor_process_memory(profile: ModelProfile, s: MemorySettings, dp_size: int)
                                    passes=g.passes)
         for g in profile.grad_stacks
     )
+    if not s.checkpointing:
+        acts = int(acts * profile.lora_activation_factor)
     acts += profile.extra_train_activation_bytes * mb
     logits = mem.logits_bytes(mb, profile.train_logit_tokens, profile.scored_tokens, profile.vocab)
     state = {"weights": st.params, "grads": st.grads, "optimizer": st.optimizer}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from rlvla_cli.errors import UserError
 from rlvla_cli.placement import memory as mem
+from rlvla_cli.placement.auto_micro import MicroChoice, choose_micro_batch, settings_peak
 from rlvla_cli.placement.estimate import (
     GpuMemory,
     MemorySettings,
@@ -66,6 +67,7 @@ class Plan:
     refusals: list[Refusal] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
+    micro_choice: MicroChoice | None = None  # set when actor.micro_batch_size was `auto`
 
     @property
     def ok(self) -> bool:
@@ -138,9 +140,10 @@ def plan(
         )
     placement = resolve_placement(cfg.cluster.component_placement, num_nodes, gpus_per_node, cpu_mode=cpu_mode)
     profile = model_profile(cfg.actor.model)
+    choice = resolve_micro_batch(cfg, placement, None if cpu_mode else gpu_mem_bytes, profile)
     settings = settings_from_config(cfg)
     result = Plan(placement, profile, settings, gpu_mem_bytes, [], {}, placement_rules(cfg, placement),
-                  list(placement.warnings))
+                  list(placement.warnings), micro_choice=choice)
     if cpu_mode:
         return result
     actor_shares, rollout_shares, actor_off, rollout_off = offload_flags(placement, settings)
@@ -153,6 +156,30 @@ def plan(
     if gpu_mem_bytes:
         _memory_verdict(result, cfg, gpu_mem_bytes)
     return result
+
+
+def resolve_micro_batch(
+    cfg: RootConfig, placement: ResolvedPlacement, gpu_mem_bytes: int | None, profile: ModelProfile | None = None,
+) -> MicroChoice | None:
+    """``actor.micro_batch_size: auto`` -> the planner's pick (``auto_micro``), written into ``cfg`` (micro-batch
+    and, for models that have it, ``actor.model.gradient_checkpointing``); None (``cfg`` untouched) for a number."""
+    if cfg.actor.micro_batch_size != "auto":
+        return None
+    # micro x dp must divide the global batch, or a step's samples when a step collects fewer (rules.batch_rules)
+    per_rank = max(1, min(cfg.actor.global_batch_size, cfg.samples_per_step) // max(1, placement.actor_dp_size))
+    model = cfg.actor.model
+    can_checkpoint = hasattr(model, "gradient_checkpointing") and not (
+        model.model_type == "openpi" and getattr(model, "is_lora", False))  # openpi: no checkpointing with LoRA
+    peak_for = None
+    if gpu_mem_bytes and not placement.cpu_mode:
+        profile = profile or model_profile(model)
+        peak_for = settings_peak(placement, profile, settings_from_config(cfg), estimate)
+    choice = choose_micro_batch(per_rank, gpu_mem_bytes if peak_for else None, peak_for or (lambda m, c: 0),
+                                allow_checkpointing=can_checkpoint)
+    cfg.actor.micro_batch_size = choice.micro_batch_size
+    if hasattr(model, "gradient_checkpointing") and peak_for is not None:
+        model.gradient_checkpointing = choice.checkpointing
+    return choice
 
 
 def _offload_needs(

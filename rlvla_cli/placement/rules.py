@@ -79,7 +79,7 @@ def env_rules(cfg: RootConfig, placement: ResolvedPlacement) -> list[Refusal]:
 def batch_rules(cfg: RootConfig, placement: ResolvedPlacement) -> list[Refusal]:
     """global batch = k x micro batch x data-parallel size; rollout samples = k x global batch."""
     actor, dp = cfg.actor, placement.actor_dp_size
-    step = actor.micro_batch_size * dp
+    step = (1 if actor.micro_batch_size == "auto" else actor.micro_batch_size) * dp  # auto: resolved to a divisor
     if actor.global_batch_size % step:
         return [Refusal(
             "divisibility", "actor.global_batch_size",

@@ -102,7 +102,8 @@ def effective_zero_stage(ds_cfg: Any, dp_size: int) -> int:
 
 def bf16_autocast(device: torch.device, enabled: bool) -> torch.autocast:
     """The trainer's bf16 region. Its cast cache is off: autocast caches the bf16 copy of every fp32 leaf
-    parameter (LoRA adapters, heads) for the whole region and does not notice in-place updates, so an update of
+    parameter (an fp32 policy trained in bf16, OFT's fp32 proprio projector) for the whole region and does not
+    notice in-place updates, so an update of
     several optimizer steps inside one region would run every step after the first with the weights of the
     first forward (stale casts: wrong PPO ratios and gradients)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=False)

@@ -112,7 +112,8 @@ def test_openvla_7b_lora_training_state_by_hand():
     #   attention 5*1024, MLP 2*4096, LayerScale 2*1024 = 19,456 el. = 38,912 B -> 23 x 38,912 x 261 = 233,588,736
     #   SigLIP (256 tokens, 26 layers): 4*1152 + 5*1152 + 2*4304 = 18,976 el. = 37,952 B -> 252,608,512
     # logits: 284 x 32064 x 2 (bf16) + 7 x 32064 x 8 (fp32 log-softmax + grad) = 20,007,936
-    assert acts == {"activations": 1_775_140_864 + 233_588_736 + 252_608_512, "logits": 20_007_936}
+    # x 1.45: the measured under-count of LoRA stacks without checkpointing (profiles.OPENVLA_LORA_ACTIVATION_FACTOR)
+    assert acts == {"activations": int((1_775_140_864 + 233_588_736 + 252_608_512) * 1.45), "logits": 20_007_936}
 
 
 # ------------------------------------------------------------------------------------- case 2: 7B full fine-tune
