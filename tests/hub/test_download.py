@@ -113,10 +113,13 @@ def test_rerun_after_interrupted_download_keeps_finished_files(fake_hub, tmp_pat
     )
     try:
         assert state.stalled.wait(timeout=60), "the weights download never started"
+        # finished = the file and its local-dir metadata (huggingface_hub/_local_folder.py writes the metadata just
+        # after the file; a kill between the two leaves a file the rerun rightly fetches again)
+        finished = [target / "config.json", target / ".cache" / "huggingface" / "download" / "config.json.metadata"]
         deadline = time.monotonic() + 30
-        while not (target / "config.json").is_file() and time.monotonic() < deadline:
+        while not all(p.is_file() for p in finished) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert (target / "config.json").is_file()
+        assert all(p.is_file() for p in finished)
     finally:
         first.kill()  # interrupted in the middle of the weights
         first.wait(timeout=30)
