@@ -76,14 +76,9 @@ def generalized_advantage_estimate(
     runs backwards over T.
     """
     num_steps = rewards.shape[0]
-    values = values.to(rewards.dtype)
-    done = terminations | truncations
-    carry = (~done).to(rewards.dtype)
-    boot = torch.zeros_like(rewards)
-    if bootstrap_values is not None:
-        boot = bootstrap_values.to(rewards.dtype) * bootstrap_mask(terminations, truncations, bootstrap_type)
-    next_values = torch.cat([values[1:], next_value.to(rewards.dtype).unsqueeze(0)], dim=0)
-    deltas = rewards + gamma * (carry * next_values + boot) - values
+    values, carry, real_next = next_state_values(
+        rewards, values, next_value, terminations, truncations, bootstrap_values, bootstrap_type)
+    deltas = rewards + gamma * real_next - values
     advantages = torch.empty_like(rewards)
     running = torch.zeros_like(rewards[0])
     for t in range(num_steps - 1, -1, -1):
@@ -121,13 +116,8 @@ def finite_horizon_gae(
     Returns ``(advantages [T, B], returns [T, B] = advantages + values)``.
     """
     num_steps = rewards.shape[0]
-    values = values.to(rewards.dtype)
-    carry = (~(terminations | truncations)).to(rewards.dtype)
-    boot = torch.zeros_like(rewards)
-    if bootstrap_values is not None:
-        boot = bootstrap_values.to(rewards.dtype) * bootstrap_mask(terminations, truncations, bootstrap_type)
-    next_values = torch.cat([values[1:], next_value.to(rewards.dtype).unsqueeze(0)], dim=0)
-    real_next = carry * next_values + boot
+    values, carry, real_next = next_state_values(
+        rewards, values, next_value, terminations, truncations, bootstrap_values, bootstrap_type)
     advantages = torch.empty_like(rewards)
     lam_sum = reward_sum = value_sum = torch.zeros_like(rewards[0])
     for t in range(num_steps - 1, -1, -1):
@@ -136,6 +126,27 @@ def finite_horizon_gae(
         value_sum = gamma * gae_lambda * carry[t] * value_sum + gamma * real_next[t]
         advantages[t] = (reward_sum + value_sum) / lam_sum - values[t]
     return advantages, advantages + values
+
+
+def next_state_values(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_value: torch.Tensor,
+    terminations: torch.Tensor,
+    truncations: torch.Tensor,
+    bootstrap_values: torch.Tensor | None,
+    bootstrap_type: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What both GAE variants bootstrap from (shapes as in :func:`generalized_advantage_estimate`), in the
+    rewards' dtype: ``values`` ``[T, B]``; ``carry`` ``[T, B]`` = 1 - done_t; ``real_next`` ``[T, B]`` =
+    carry_t V(s_{t+1}) + V(final_t) at the episode ends ``bootstrap_type`` picks."""
+    values = values.to(rewards.dtype)
+    carry = (~(terminations | truncations)).to(rewards.dtype)
+    boot = torch.zeros_like(rewards)
+    if bootstrap_values is not None:
+        boot = bootstrap_values.to(rewards.dtype) * bootstrap_mask(terminations, truncations, bootstrap_type)
+    next_values = torch.cat([values[1:], next_value.to(rewards.dtype).unsqueeze(0)], dim=0)
+    return values, carry, carry * next_values + boot
 
 
 def bootstrap_mask(terminations: torch.Tensor, truncations: torch.Tensor, bootstrap_type: str) -> torch.Tensor:
