@@ -32,6 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rlvla_cli.errors import UserError  # noqa: E402 (after the path insert, like the other scripts)
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,7 +85,9 @@ def probe_where(args: argparse.Namespace) -> dict:
 
     cfg = load_config(args.config, ["env.eval.auto_reset=false", *args.overrides])
     if cfg.env.eval.env_type != "builtin":
-        raise SystemExit("vla_probe where: the built-in task only (it reads the scene's object positions)")
+        raise UserError(f"{args.config} evaluates on {cfg.env.eval.env_type!r}; `where` reads the built-in task's "
+                        "object positions", key="env.eval.env_type",
+                        fix="use a config whose env.eval is the built-in task")
     policy = load_policy(cfg.actor.model, args.policy).eval()
     dists, targets, successes = [], [], []
     for wave in range(math.ceil(args.episodes / args.envs)):
@@ -183,6 +187,7 @@ def probe_sft(args: argparse.Namespace) -> dict:
     trainer = Trainer(policy, cfg.actor, cfg.algorithm, 1, "cpu", args.steps, update_fn=sft_update)
     generator, step, started, rows = torch.Generator().manual_seed(cfg.runner.seed), 0, time.time(), []
     batch = cfg.actor.global_batch_size
+    rows.append({"step": 0, **projector_spread(policy, demos)})  # the features at init, before any update
     try:
         while step < args.steps:
             order = torch.randperm(len(demos), generator=generator)
@@ -209,7 +214,11 @@ def probe_sft(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    result = probe_where(args) if args.probe == "where" else probe_sft(args)
+    try:
+        result = probe_where(args) if args.probe == "where" else probe_sft(args)
+    except UserError as err:  # a bad config, policy directory or demo directory: one paragraph, exit 2
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     result["machine"] = {"host": platform.node(), "cpus": torch.get_num_threads(), "python": platform.python_version()}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -64,3 +64,13 @@ def test_projector_spread_reads_the_oft_vision_path_only(tmp_path):
     assert same["projector_spread"] < 1e-6  # one image eight times: no spread (float rounding only)
     small = build_policy(load_config(str(REPO / "configs" / "builtin_ppo_small.yaml"), []).actor.model)
     assert script.projector_spread(small, demos) == {}
+
+
+def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, capsys):
+    script = load_script("vla_probe")
+    config = str(REPO / "configs" / "builtin_ppo_small.yaml")
+    assert script.main(["where", "--config", config, "--policy", str(tmp_path / "missing")]) == 2
+    assert "error:" in capsys.readouterr().err
+    maniskill = str(REPO / "configs" / "maniskill_ppo_small_pushcube_state.yaml")
+    assert script.main(["where", "--config", maniskill, "--policy", str(tmp_path)]) == 2
+    assert "env.eval.env_type" in capsys.readouterr().err
